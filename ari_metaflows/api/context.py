@@ -1,0 +1,25 @@
+"""What the API handlers need from the rest of the service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from ..auth.tokens import Authenticator
+from ..metaflows.store import MetaflowStore
+
+ReadinessProbe = Callable[[], Awaitable[bool]]
+
+
+@dataclass
+class ApiContext:
+    store: MetaflowStore
+    authenticator: Authenticator
+    readiness: dict[str, ReadinessProbe] = field(default_factory=dict)
+
+
+CONTEXT = web.AppKey("context", ApiContext)
+REQUEST_ID = web.RequestKey("request_id", str)
+AUTH_TOKEN = web.RequestKey("auth_token", str)

@@ -1,0 +1,198 @@
+"""The OpenAPI 3.1 description of the API, built from the same schemas the validator uses."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from .. import __version__
+from ..metaflows.documents import MAX_CHILD_DEPTH, NUMBER_KEY_PATTERN, TOP_LEVEL_SCHEMA
+from ..metaflows.module_schemas import MODULE_SPECS
+
+_REF = "#/components/schemas/"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": _REF + name}
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["auth_token", "data", "node", "request_id", "status", "timestamp", "version"],
+        "properties": {
+            "auth_token": {"type": "string"},
+            "data": data,
+            "node": {"type": "string"},
+            "request_id": {"type": "string"},
+            "revision": {"type": "string"},
+            "status": {"type": "string", "enum": ["success"]},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "version": {"type": "string"},
+        },
+    }
+
+
+def _error_envelope() -> dict[str, Any]:
+    schema = _envelope({"type": "object"})
+    schema["required"] = [*schema["required"], "error", "message"]
+    schema["properties"] = {
+        **schema["properties"],
+        "status": {"type": "string", "enum": ["error"]},
+        "error": {"type": "string", "description": "the HTTP status code"},
+        "message": {"type": "string", "description": "stable error id"},
+    }
+    del schema["properties"]["revision"]
+    return schema
+
+
+def _node_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["module"],
+        "description": f"A metaflow node; children nest at most {MAX_CHILD_DEPTH} levels.",
+        "properties": {
+            "module": {"type": "string", "enum": sorted(MODULE_SPECS)},
+            "data": {"type": "object", "description": "validated by the module's data schema"},
+            "children": {"type": "object", "additionalProperties": _ref("MetaflowNode")},
+        },
+    }
+
+
+def _document_schema() -> dict[str, Any]:
+    properties = dict(TOP_LEVEL_SCHEMA["properties"])
+    properties["numbers"] = {
+        "type": "object",
+        "propertyNames": {"pattern": NUMBER_KEY_PATTERN},
+        "additionalProperties": _ref("MetaflowNode"),
+    }
+    properties["patterns"] = {
+        "type": "object",
+        "description": "regular expression → node; order is significant (first match wins)",
+        "additionalProperties": _ref("MetaflowNode"),
+    }
+    return {"type": "object", "properties": properties}
+
+
+_ERRORS = {
+    "400": "invalid body, identifier or document (validation error)",
+    "401": "missing or invalid X-Auth-Token",
+    "403": "the token belongs to another account",
+    "404": "unknown path",
+    "405": "method not allowed (see Allow)",
+    "409": "If-Match does not match the current revision",
+    "413": "body larger than 256 KiB",
+    "503": "database unavailable",
+}
+
+
+def _responses(ok: dict[str, Any]) -> dict[str, Any]:
+    responses: dict[str, Any] = {"200": ok}
+    for code, text in _ERRORS.items():
+        responses[code] = {
+            "description": text,
+            "content": {"application/json": {"schema": _ref("ErrorEnvelope")}},
+        }
+    return responses
+
+
+def _metaflow_operations(parameters: list[dict[str, Any]]) -> dict[str, Any]:
+    ok = {
+        "description": "the owner's document (`{}` when none)",
+        "content": {"application/json": {"schema": _ref("DocumentEnvelope")}},
+    }
+    if_match = {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "write only if this is the current revision",
+    }
+    return {
+        "parameters": parameters,
+        "get": {"summary": "Read the owner's metaflows (not merged)", "responses": _responses(ok)},
+        "post": {
+            "summary": "Replace the owner's metaflows with the validated document",
+            "parameters": [if_match],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["data"],
+                            "properties": {"data": _ref("MetaflowDocument")},
+                        }
+                    }
+                },
+            },
+            "responses": _responses(ok),
+        },
+        "delete": {
+            "summary": "Remove the owner's metaflows",
+            "parameters": [if_match],
+            "responses": _responses(ok),
+        },
+    }
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_@+.-]{1,128}$"},
+    }
+
+
+@cache
+def openapi_document() -> dict[str, Any]:
+    account = _path_param("account_id")
+    plain_ok = {
+        "description": "ok",
+        "content": {"application/json": {"schema": _ref("Envelope")}},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "ari-metaflows", "version": __version__},
+        "servers": [{"url": "/"}],
+        "components": {
+            "securitySchemes": {
+                "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}
+            },
+            "schemas": {
+                "Envelope": _envelope({}),
+                "DocumentEnvelope": _envelope(_ref("MetaflowDocument")),
+                "ErrorEnvelope": _error_envelope(),
+                "MetaflowDocument": _document_schema(),
+                "MetaflowNode": _node_schema(),
+                **{
+                    f"ModuleData.{name}": dict(spec.schema)
+                    for name, spec in sorted(MODULE_SPECS.items())
+                },
+            },
+        },
+        "security": [{"token": []}],
+        "paths": {
+            "/v2/accounts/{account_id}/metaflows": _metaflow_operations([account]),
+            "/v2/accounts/{account_id}/users/{user_id}/metaflows": _metaflow_operations(
+                [account, _path_param("user_id")]
+            ),
+            "/v2/accounts/{account_id}/devices/{device_id}/metaflows": _metaflow_operations(
+                [account, _path_param("device_id")]
+            ),
+            "/healthz": {"get": {"security": [], "responses": {"200": plain_ok}}},
+            "/readyz": {
+                "get": {
+                    "security": [],
+                    "responses": {
+                        "200": plain_ok,
+                        "503": {
+                            "description": "a dependency is unavailable",
+                            "content": {"application/json": {"schema": _ref("ErrorEnvelope")}},
+                        },
+                    },
+                }
+            },
+        },
+    }

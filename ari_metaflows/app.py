@@ -1,0 +1,102 @@
+"""Wiring: build the service's parts from settings, run them on one event loop, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import signal
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from .api.context import ApiContext
+from .api.server import create_app
+from .auth.tokens import Authenticator, TokenStore
+from .config import Settings
+from .db.database import Database
+from .db.migrate import apply_migrations
+from .errors import DatastoreUnavailable
+from .metaflows.resolver import MetaflowResolver
+from .metaflows.store import MetaflowStore
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    settings: Settings
+    db: Database
+    store: MetaflowStore
+    resolver: MetaflowResolver
+    tokens: TokenStore
+    api: ApiContext
+
+    async def close(self) -> None:
+        await self.resolver.stop()
+        await self.db.close()
+
+
+async def migrate(db: Database) -> list[str]:
+    async with db.connection() as conn:
+        return await apply_migrations(conn)
+
+
+async def migrate_when_reachable(db: Database, *, max_delay: float = 30.0) -> None:
+    """Apply migrations, waiting (with capped backoff) while the database is unreachable."""
+    delay = 0.5
+    while True:
+        try:
+            await migrate(db)
+            return
+        except DatastoreUnavailable:
+            logger.warning("database not reachable; retrying in %.1f s", delay)
+        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+        delay = min(delay * 2, max_delay)
+
+
+async def open_service(settings: Settings, database_url: str) -> Service:
+    db = Database(database_url)
+    await db.open()
+    try:
+        await migrate_when_reachable(db)
+        store = MetaflowStore(db)
+        resolver = MetaflowResolver(store, listen_url=database_url)
+        await resolver.start()
+        tokens = TokenStore(db)
+        api = ApiContext(
+            store=store,
+            authenticator=Authenticator(settings.admin_token, tokens),
+            readiness={"database": db.ping},
+        )
+    except BaseException:
+        await db.close()
+        raise
+    return Service(settings, db, store, resolver, tokens, api)
+
+
+async def serve(
+    settings: Settings, database_url: str, *, stop: asyncio.Event | None = None
+) -> None:
+    """Run until SIGINT/SIGTERM (or ``stop`` is set)."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    logger.info("database: %s", settings.database_url_for_logs)
+    if settings.admin_token is None:
+        logger.warning("METAFLOWS_ADMIN_TOKEN is unset: only account tokens can use the API")
+    service = await open_service(settings, database_url)
+    runner = web.AppRunner(create_app(service.api), access_log=None)
+    try:
+        await runner.setup()
+        site = web.TCPSite(runner, settings.api_listen.host, settings.api_listen.port)
+        await site.start()
+        logger.info("REST API listening on http://%s/v2", settings.api_listen)
+        await stop.wait()
+        logger.info("shutting down")
+    finally:
+        await runner.cleanup()
+        await service.close()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)

@@ -1,0 +1,1 @@
+"""API authentication: the admin token and per-account tokens."""

@@ -1,0 +1,110 @@
+"""ari-metaflows: run the service, apply migrations, manage account API tokens."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from .api.requests import ID_RE
+from .app import migrate, serve
+from .auth.tokens import TokenStore
+from .config import ConfigError, Settings, load_settings
+from .db.database import Database
+from .db.embedded import start_embedded_postgres
+from .errors import DatastoreUnavailable
+
+logger = logging.getLogger("ari_metaflows")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ari-metaflows", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "--config", type=Path, help="a KEY=VALUE file of settings (the environment wins)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="run the ARI application and the REST API")
+    commands.add_parser("migrate", help="apply pending database migrations and exit")
+    token = commands.add_parser("token", help="manage account API tokens").add_subparsers(
+        dest="token_command", required=True
+    )
+    create = token.add_parser("create", help="create a token for one account (printed once)")
+    create.add_argument("--account", required=True)
+    create.add_argument("--label", default="")
+    listing = token.add_parser("list", help="list tokens (never their secret)")
+    listing.add_argument("--account")
+    revoke = token.add_parser("revoke", help="revoke a token by its id")
+    revoke.add_argument("token_id")
+    return parser
+
+
+def _database_url(settings: Settings) -> str:
+    if settings.database_url is not None:
+        return settings.database_url
+    return start_embedded_postgres(settings.data_dir)
+
+
+async def _with_db(url: str, args: argparse.Namespace) -> int:
+    db = Database(url)
+    await db.open(max_size=2)
+    try:
+        await migrate(db)
+        if args.command == "migrate":
+            print("database is up to date")
+            return 0
+        tokens = TokenStore(db)
+        if args.token_command == "create":
+            if not ID_RE.match(args.account):
+                print(f"error: invalid account id {args.account!r}", file=sys.stderr)
+                return 2
+            info, secret = await tokens.create(args.account, args.label)
+            print(f"token id: {info.id}\naccount:  {info.account_id}\ntoken:    {secret}")
+            print("Keep the token now: it is stored hashed and cannot be shown again.")
+            return 0
+        if args.token_command == "list":
+            for item in await tokens.list(args.account):
+                state = "revoked" if item.revoked_at else "active"
+                created = f"{item.created_at:%Y-%m-%d}"
+                print(f"{item.id}  {item.account_id}  {state}  {created}  {item.label}")
+            return 0
+        if await tokens.revoke(args.token_id):
+            print(f"revoked {args.token_id}")
+            return 0
+        print(f"error: no active token with id {args.token_id}", file=sys.stderr)
+        return 1
+    finally:
+        await db.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(config_file=args.config)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        url = _database_url(settings)
+        if args.command == "serve":
+            asyncio.run(serve(settings, url))
+            return 0
+        return asyncio.run(_with_db(url, args))
+    except DatastoreUnavailable:
+        print(f"error: database unavailable ({settings.database_url_for_logs})", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

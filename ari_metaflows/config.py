@@ -1,0 +1,179 @@
+"""Settings read from environment variables (and optionally a KEY=VALUE file).
+
+Every value is validated once at start-up so that a typo fails loudly with the name of the
+variable, instead of surfacing later as a confusing runtime error. Secrets never appear in
+``repr()`` or in log lines.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import urllib.parse
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class ListenAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    ari_url: str = "http://127.0.0.1:8088"
+    ari_username: str = ""
+    ari_password: str = field(default="", repr=False)
+    ari_app: str = "metaflows"
+    database_url: str | None = field(default=None, repr=False)
+    data_dir: Path = Path(".ari-metaflows")
+    api_listen: ListenAddress = ListenAddress("127.0.0.1", 8000)
+    admin_token: str | None = field(default=None, repr=False)
+    default_account_id: str | None = None
+    transfer_context: str = "default"
+    log_level: str = "INFO"
+
+    @property
+    def database_url_for_logs(self) -> str:
+        """The database URL without its password, or a note that the embedded server is used."""
+        if self.database_url is None:
+            return f"embedded PostgreSQL in {self.data_dir / 'pgdata'}"
+        return redact_url(self.database_url)
+
+
+_ID_RE = re.compile(r"^[A-Za-z0-9_@+.-]{1,128}$")
+_APP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
+_CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,80}$")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def redact_url(url: str) -> str:
+    """Drop any password from a URL so it can be logged."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urllib.parse.urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+
+
+def parse_listen(value: str, name: str) -> ListenAddress:
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise ConfigError(f"{name} must look like HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 <= port <= 65535:
+        raise ConfigError(f"{name}: port {port} is out of range 0-65535")
+    host = host.strip("[]") or "127.0.0.1"
+    return ListenAddress(host, port)
+
+
+def _http_url(value: str, name: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{name} must be an http:// or https:// URL, got {redact_url(value)!r}")
+    if parts.username or parts.password:
+        raise ConfigError(f"{name} must not carry credentials; use ARI_USERNAME and ARI_PASSWORD")
+    return value.rstrip("/")
+
+
+def _database_url(value: str) -> str:
+    parts = urllib.parse.urlsplit(value)
+    if parts.scheme not in ("postgresql", "postgres"):
+        raise ConfigError(
+            "METAFLOWS_DATABASE_URL must be a postgresql:// URL "
+            f"(got scheme {parts.scheme or 'none'!r}); unset it to use the embedded server"
+        )
+    return value
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """Parse a KEY=VALUE file (blank lines and # comments allowed, optional quotes)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+    values: dict[str, str] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key.isidentifier():
+            raise ConfigError(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key] = value
+    return values
+
+
+def load_settings(
+    environ: Mapping[str, str] | None = None, config_file: Path | None = None
+) -> Settings:
+    """Build settings from a config file (if any) overlaid by the environment."""
+    env: dict[str, str] = {}
+    if config_file is not None:
+        env.update(read_env_file(config_file))
+    env.update(os.environ if environ is None else environ)
+
+    def get(name: str) -> str | None:
+        value = env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    defaults = Settings()
+    ari_app = get("ARI_APP") or defaults.ari_app
+    if not _APP_RE.match(ari_app):
+        raise ConfigError(f"ARI_APP must match {_APP_RE.pattern}, got {ari_app!r}")
+    default_account = get("METAFLOWS_DEFAULT_ACCOUNT_ID")
+    if default_account is not None and not _ID_RE.match(default_account):
+        raise ConfigError(
+            f"METAFLOWS_DEFAULT_ACCOUNT_ID must match {_ID_RE.pattern}, got {default_account!r}"
+        )
+    transfer_context = get("METAFLOWS_TRANSFER_CONTEXT") or defaults.transfer_context
+    if not _CONTEXT_RE.match(transfer_context):
+        raise ConfigError(
+            f"METAFLOWS_TRANSFER_CONTEXT must be a dialplan context name, got {transfer_context!r}"
+        )
+    admin_token = get("METAFLOWS_ADMIN_TOKEN")
+    if admin_token is not None and len(admin_token) < 16:
+        raise ConfigError("METAFLOWS_ADMIN_TOKEN must be at least 16 characters long")
+    log_level = (get("METAFLOWS_LOG_LEVEL") or defaults.log_level).upper()
+    if log_level not in _LOG_LEVELS:
+        raise ConfigError(f"METAFLOWS_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+    database_url = get("METAFLOWS_DATABASE_URL")
+    listen = get("METAFLOWS_API_LISTEN")
+    data_dir = get("METAFLOWS_DATA_DIR")
+    ari_url = get("ARI_URL")
+    return Settings(
+        ari_url=_http_url(ari_url, "ARI_URL") if ari_url else defaults.ari_url,
+        ari_username=get("ARI_USERNAME") or "",
+        ari_password=env.get("ARI_PASSWORD", ""),
+        ari_app=ari_app,
+        database_url=_database_url(database_url) if database_url else None,
+        data_dir=Path(data_dir) if data_dir else defaults.data_dir,
+        api_listen=parse_listen(listen, "METAFLOWS_API_LISTEN") if listen else defaults.api_listen,
+        admin_token=admin_token,
+        default_account_id=default_account,
+        transfer_context=transfer_context,
+        log_level=log_level,
+    )

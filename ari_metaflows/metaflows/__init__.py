@@ -1,0 +1,1 @@
+"""Metaflow documents: validation, storage and resolution by owner precedence."""

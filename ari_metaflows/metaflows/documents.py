@@ -1,0 +1,257 @@
+"""Metaflow documents: validation with defaults filled in, and their typed form.
+
+A document is validated on every write and stored exactly as validated; everything downstream
+(resolution, collectors) may then trust its shape.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import regex
+
+from ..errors import ValidationFailed
+from .module_schemas import MODULE_SPECS, UNSUPPORTED_MODULES
+from .schema import ErrorCollector, Path, Schema
+
+BINDING_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#"]
+DEFAULT_BINDING_DIGIT = "*"
+DEFAULT_DIGIT_TIMEOUT_MS = 800
+DEFAULT_LISTEN_ON = "self"
+MAX_DIGITS = 32
+MAX_PATTERN_LENGTH = 256
+MAX_CHILD_DEPTH = 10
+
+NUMBER_KEY_PATTERN = r"^[0-9]+$"
+
+TOP_LEVEL_SCHEMA: Schema = {
+    "type": "object",
+    "properties": {
+        "binding_digit": {"type": "string", "enum": BINDING_DIGITS, "default": "*"},
+        "digit_timeout": {"type": "integer", "minimum": 100, "maximum": 60000},
+        "listen_on": {"type": "string", "enum": ["self", "peer", "both"]},
+    },
+}
+_MODULE_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 64}
+_OBJECT: Schema = {"type": "object"}
+
+
+def validate_document(document: Any) -> dict[str, Any]:
+    """Return the validated document with defaults filled; raise ``ValidationFailed``."""
+    errors = ErrorCollector()
+    result = errors.check(document, TOP_LEVEL_SCHEMA, ())
+    if isinstance(result, dict):
+        if "numbers" in result:
+            result["numbers"] = _check_node_map(errors, result["numbers"], ("numbers",), "number")
+        if "patterns" in result:
+            result["patterns"] = _check_node_map(
+                errors, result["patterns"], ("patterns",), "pattern"
+            )
+    if errors:
+        raise ValidationFailed(errors.errors)
+    assert isinstance(result, dict)
+    return result
+
+
+def validate_node(node: Any, path: Path = ()) -> dict[str, Any]:
+    """Validate one metaflow node (as the channels API receives it)."""
+    errors = ErrorCollector()
+    result = _check_node(errors, node, path, depth=1)
+    if errors:
+        raise ValidationFailed(errors.errors)
+    assert isinstance(result, dict)
+    return result
+
+
+def validate_module_data(module: str, data: Any, path: Path = ("data",)) -> dict[str, Any]:
+    """Validate one module's data (as ``POST …/channels/{id}`` receives it)."""
+    errors = ErrorCollector()
+    result = _check_module_data(errors, module, data, path, module_path=("action",))
+    if errors:
+        raise ValidationFailed(errors.errors)
+    assert isinstance(result, dict)
+    return result
+
+
+def _check_node_map(errors: ErrorCollector, value: Any, path: Path, kind: str) -> Any:
+    value = errors.check(value, _OBJECT, path)
+    if not isinstance(value, dict):
+        return value
+    checked: dict[str, Any] = {}
+    for key, node in value.items():
+        key_path = (*path, key)
+        if kind == "number":
+            if not regex.match(NUMBER_KEY_PATTERN, key):
+                errors.add(
+                    key_path,
+                    "pattern",
+                    f"Failed to match pattern '{NUMBER_KEY_PATTERN}'",
+                    value=key,
+                    target=NUMBER_KEY_PATTERN,
+                )
+            elif len(key) > MAX_DIGITS:
+                errors.add(
+                    key_path,
+                    "maxLength",
+                    f"String must not be more than {MAX_DIGITS} characters",
+                    value=key,
+                    target=MAX_DIGITS,
+                )
+        else:
+            _check_pattern_key(errors, key, key_path)
+        checked[key] = _check_node(errors, node, key_path, depth=1)
+    return checked
+
+
+def _check_pattern_key(errors: ErrorCollector, key: str, path: Path) -> None:
+    if not key:
+        errors.add(path, "minLength", "String must be at least 1 characters", value=key, target=1)
+        return
+    if len(key) > MAX_PATTERN_LENGTH:
+        errors.add(
+            path,
+            "maxLength",
+            f"String must not be more than {MAX_PATTERN_LENGTH} characters",
+            value=key,
+            target=MAX_PATTERN_LENGTH,
+        )
+        return
+    try:
+        regex.compile(key)
+    except regex.error as exc:
+        errors.add(path, "error", f"invalid regular expression: {exc}", value=key)
+
+
+def _check_node(errors: ErrorCollector, node: Any, path: Path, depth: int) -> Any:
+    node = errors.check(node, {"type": "object", "required": ["module"]}, path)
+    if not isinstance(node, dict):
+        return node
+    result: dict[str, Any] = dict(node)
+    module = node.get("module")
+    if "module" in node:
+        errors.check(module, _MODULE_NAME, (*path, "module"))
+    data = node.get("data", {})
+    if isinstance(module, str) and module:
+        result["data"] = _check_module_data(
+            errors, module, data, (*path, "data"), module_path=(*path, "module")
+        )
+    else:
+        result["data"] = errors.check(data, _OBJECT, (*path, "data"))
+    if "children" in node:
+        children = errors.check(node["children"], _OBJECT, (*path, "children"))
+        if isinstance(children, dict):
+            if children and depth >= MAX_CHILD_DEPTH:
+                errors.add(
+                    (*path, "children"),
+                    "error",
+                    f"metaflow children may be nested at most {MAX_CHILD_DEPTH} levels deep",
+                )
+            else:
+                result["children"] = {
+                    key: _check_node(errors, child, (*path, "children", key), depth + 1)
+                    for key, child in children.items()
+                }
+    return result
+
+
+def _check_module_data(
+    errors: ErrorCollector, module: str, data: Any, path: Path, *, module_path: Path
+) -> Any:
+    spec = MODULE_SPECS.get(module)
+    if spec is None:
+        if module in UNSUPPORTED_MODULES:
+            message = f"module {module} is not supported by this server"
+        else:
+            message = f"unable to find metaflow schema for module {module}"
+        errors.add(module_path, "error", message, value=module)
+        return data
+    checked = errors.check(data, spec.schema, path)
+    if isinstance(checked, dict) and spec.extra_check is not None:
+        for key, keyword, message in spec.extra_check(checked):
+            errors.add((*path, key), keyword, message, value=checked.get(key))
+    return checked
+
+
+# --------------------------------------------------------------------------------------------
+# Typed form used by the call engine
+
+
+@dataclass(frozen=True)
+class Node:
+    module: str
+    data: Mapping[str, Any]
+    children: Mapping[str, Node] = field(default_factory=dict)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Node:
+        children = raw.get("children") or {}
+        return cls(
+            module=raw["module"],
+            data=raw.get("data") or {},
+            children={key: cls.from_json(child) for key, child in children.items()},
+        )
+
+
+@dataclass(frozen=True)
+class Pattern:
+    source: str
+    compiled: regex.Pattern[str]
+    node: Node
+
+
+@dataclass(frozen=True)
+class EffectiveMetaflows:
+    """A leg's merged metaflows, ready for matching (regexes compiled once, here)."""
+
+    binding_digit: str
+    digit_timeout_ms: int
+    listen_on: str
+    numbers: Mapping[str, Node]
+    patterns: tuple[Pattern, ...]
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.numbers and not self.patterns
+
+
+_SCALARS = ("binding_digit", "digit_timeout", "listen_on")
+
+
+def merge_documents(levels: list[Mapping[str, Any] | None]) -> dict[str, Any]:
+    """Merge documents given lowest precedence first (account, device, user).
+
+    Scalars come from the highest level that sets them; ``numbers`` and ``patterns`` are unions
+    by key in which a higher level's node replaces the lower one's whole node. A key keeps the
+    position it first appeared at, so pattern order is the account's, then device-only keys,
+    then user-only keys.
+    """
+    merged: dict[str, Any] = {}
+    numbers: dict[str, Any] = {}
+    patterns: dict[str, Any] = {}
+    for document in levels:
+        if not document:
+            continue
+        for key in _SCALARS:
+            if key in document:
+                merged[key] = document[key]
+        numbers.update(document.get("numbers") or {})
+        patterns.update(document.get("patterns") or {})
+    merged["numbers"] = numbers
+    merged["patterns"] = patterns
+    return merged
+
+
+def effective_metaflows(levels: list[Mapping[str, Any] | None]) -> EffectiveMetaflows:
+    merged = merge_documents(levels)
+    return EffectiveMetaflows(
+        binding_digit=merged.get("binding_digit", DEFAULT_BINDING_DIGIT),
+        digit_timeout_ms=merged.get("digit_timeout", DEFAULT_DIGIT_TIMEOUT_MS),
+        listen_on=merged.get("listen_on", DEFAULT_LISTEN_ON),
+        numbers={key: Node.from_json(node) for key, node in merged["numbers"].items()},
+        patterns=tuple(
+            Pattern(key, regex.compile(key), Node.from_json(node))
+            for key, node in merged["patterns"].items()
+        ),
+    )

@@ -1,0 +1,159 @@
+"""Effective metaflows of a leg, cached per account and invalidated on every write.
+
+The call engine resolves a leg once at call start; after that, matching DTMF never touches the
+database. Invalidation reaches every instance through PostgreSQL ``LISTEN``: a dedicated
+connection listens on the store's channel and drops the account's cache when a write commits
+anywhere. If that connection drops, notifications may have been missed, so the whole cache is
+cleared once it is back; while it is down, cached documents keep serving calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+
+from ..db.database import CONNECTION_ERRORS
+from .documents import EffectiveMetaflows, effective_metaflows
+from .store import CHANGE_CHANNEL, MetaflowStore, Owner
+
+logger = logging.getLogger(__name__)
+
+
+def _set_event(event: asyncio.Event, _conn: object) -> None:
+    event.set()
+
+
+@dataclass(frozen=True, slots=True)
+class LegIdentity:
+    """Who owns a leg: its account and, when known, its user and device."""
+
+    account_id: str
+    user_id: str | None = None
+    device_id: str | None = None
+
+    def owners(self) -> list[Owner]:
+        """Lowest precedence first: account, device, user."""
+        owners = [Owner.account(self.account_id)]
+        if self.device_id:
+            owners.append(Owner.device(self.account_id, self.device_id))
+        if self.user_id:
+            owners.append(Owner.user(self.account_id, self.user_id))
+        return owners
+
+
+@dataclass
+class _AccountCache:
+    """Replaced wholesale on invalidation; a load stores its result only if still current."""
+
+    documents: dict[Owner, dict[str, Any] | None] = field(default_factory=dict)
+    effective: dict[LegIdentity, EffectiveMetaflows] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ListenerBackoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+
+
+class MetaflowResolver:
+    def __init__(
+        self,
+        store: MetaflowStore,
+        *,
+        listen_url: str | None = None,
+        backoff: ListenerBackoff | None = None,
+    ) -> None:
+        self.store = store
+        self._listen_url = listen_url
+        self._backoff = backoff or ListenerBackoff()
+        self._accounts: dict[str, _AccountCache] = {}
+        self._invalidation_listeners: list[Callable[[str | None], None]] = []
+        self._listener_task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+        store.add_change_listener(self.invalidate)
+
+    def add_invalidation_listener(self, callback: Callable[[str | None], None]) -> None:
+        """Called with an account id (or None for "everything") when cached views go stale."""
+        self._invalidation_listeners.append(callback)
+
+    async def resolve(self, identity: LegIdentity) -> EffectiveMetaflows:
+        """The merged metaflows of a leg; raises DatastoreUnavailable if not cached and DB down."""
+        cache = self._accounts.get(identity.account_id)
+        if cache is None:
+            cache = self._accounts[identity.account_id] = _AccountCache()
+        found = cache.effective.get(identity)
+        if found is not None:
+            return found
+        owners = identity.owners()
+        missing = [owner for owner in owners if owner not in cache.documents]
+        documents = dict(cache.documents)
+        if missing:
+            documents.update(await self.store.load(missing))
+        effective = effective_metaflows([documents[owner] for owner in owners])
+        if self._accounts.get(identity.account_id) is cache:
+            for owner in missing:
+                cache.documents[owner] = documents[owner]
+            cache.effective[identity] = effective
+        return effective
+
+    def invalidate(self, account_id: str | None) -> None:
+        if account_id is None:
+            self._accounts.clear()
+        else:
+            self._accounts.pop(account_id, None)
+        for callback in self._invalidation_listeners:
+            try:
+                callback(account_id)
+            except Exception:
+                logger.exception("invalidation listener failed")
+
+    # -- cross-instance invalidation -----------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._listen_url is not None and self._listener_task is None:
+            self._listener_task = asyncio.create_task(self._listen_forever(self._listen_url))
+
+    async def stop(self) -> None:
+        task, self._listener_task = self._listener_task, None
+        if task is not None:
+            task.cancel()
+            # Collects the listener's CancelledError; our own cancellation still propagates.
+            await asyncio.gather(task, return_exceptions=True)
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
+        self.invalidate(str(payload) or None)
+
+    async def _listen_forever(self, url: str) -> None:
+        delay = self._backoff.initial
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await asyncpg.connect(url, timeout=10)
+                closed = asyncio.Event()
+                conn.add_termination_listener(functools.partial(_set_event, closed))
+                await conn.add_listener(CHANGE_CHANNEL, self._on_notify)
+                # Anything written while we were not listening is unknown: start afresh.
+                self.invalidate(None)
+                self.listening.set()
+                logger.info("listening for metaflow changes")
+                delay = self._backoff.initial
+                await closed.wait()
+                logger.warning("metaflow change listener lost its connection")
+            except CONNECTION_ERRORS as exc:
+                logger.warning("metaflow change listener cannot connect: %s", type(exc).__name__)
+            except asyncio.CancelledError:
+                if conn is not None and not conn.is_closed():
+                    conn.terminate()
+                raise
+            self.listening.clear()
+            if conn is not None and not conn.is_closed():
+                conn.terminate()
+            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+            delay = min(delay * 2, self._backoff.maximum)

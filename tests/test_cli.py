@@ -1,0 +1,179 @@
+"""The command line as an administrator uses it: real processes, real database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from ari_metaflows.cli import main
+
+from .conftest import ADMIN_TOKEN, PROJECT_ROOT
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def cli_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("METAFLOWS_", "ARI_"))}
+    env.update(extra)
+    return env
+
+
+async def run_cli(*args: str, env: Mapping[str, str]) -> tuple[int, str, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ari_metaflows",
+        *args,
+        env=dict(env),
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+def test_configuration_error_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("METAFLOWS_API_LISTEN", "nonsense")
+    assert main(["migrate"]) == 2
+    assert "METAFLOWS_API_LISTEN" in capsys.readouterr().err
+
+
+async def test_migrate_is_idempotent(database_url: str) -> None:
+    env = cli_env(METAFLOWS_DATABASE_URL=database_url)
+    for _ in range(2):
+        code, out, _ = await run_cli("migrate", env=env)
+        assert code == 0
+        assert "up to date" in out
+
+
+async def test_unreachable_database_is_reported(tmp_path: Path) -> None:
+    env = cli_env(METAFLOWS_DATABASE_URL="postgresql://u:hidden-pw@127.0.0.1:9/x")
+    code, _, err = await run_cli("token", "list", env=env)
+    assert code == 1
+    assert "database unavailable" in err
+    assert "hidden-pw" not in err
+
+
+async def test_token_lifecycle(database_url: str) -> None:
+    env = cli_env(METAFLOWS_DATABASE_URL=database_url)
+    code, out, _ = await run_cli("token", "create", "--account", "acc9", "--label", "crm", env=env)
+    assert code == 0
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    token_id, secret = fields["token id"].strip(), fields["token"].strip()
+    assert secret.startswith("mft_")
+
+    code, out, _ = await run_cli("token", "list", env=env)
+    assert code == 0
+    assert token_id in out
+    assert "active" in out
+    assert secret not in out
+
+    code, _, _ = await run_cli("token", "revoke", token_id, env=env)
+    assert code == 0
+    code, _, err = await run_cli("token", "revoke", token_id, env=env)
+    assert code == 1
+    assert "no active token" in err
+
+    code, _, err = await run_cli("token", "create", "--account", "bad/id", env=env)
+    assert code == 2
+
+
+class Server:
+    """``ari-metaflows serve`` in a subprocess."""
+
+    def __init__(self, env: Mapping[str, str], port: int) -> None:
+        self.env = env
+        self.base = f"http://127.0.0.1:{port}"
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "ari_metaflows",
+            "serve",
+            env=dict(self.env),
+            cwd=PROJECT_ROOT,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(self.base + "/readyz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                assert self.process.returncode is None, "serve exited early"
+                await asyncio.sleep(0.05)
+        raise AssertionError("serve did not become ready")
+
+    async def stop(self) -> str:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(self.process.communicate(), 30)
+        assert self.process.returncode == 0, err.decode()
+        return err.decode()
+
+    async def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        async with (
+            aiohttp.ClientSession(headers={"X-Auth-Token": ADMIN_TOKEN}) as session,
+            session.request(method, self.base + path, json=body) as response,
+        ):
+            text = await response.text()
+            payload: dict[str, Any] = json.loads(text)
+            payload["_raw"] = text
+            return payload
+
+
+async def test_serve_with_embedded_database_keeps_documents_across_restarts(
+    tmp_path: Path,
+) -> None:
+    """The README's `serve`: no database URL, data in METAFLOWS_DATA_DIR, SIGTERM stops it."""
+    env = cli_env(
+        METAFLOWS_DATA_DIR=str(tmp_path / "data"),
+        METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
+        METAFLOWS_API_LISTEN=f"127.0.0.1:{free_port()}",
+    )
+    keys = ["9(\\d)", "^1", "0+", "5$", "3.*"]
+    server = Server(env, int(env["METAFLOWS_API_LISTEN"].rsplit(":", 1)[1]))
+    await server.start()
+    try:
+        answer = await server.request(
+            "POST",
+            "/v2/accounts/acc1/users/u1/metaflows",
+            {"data": {"patterns": {k: {"module": "hangup"} for k in keys}}},
+        )
+        assert answer["status"] == "success"
+    finally:
+        log = await server.stop()
+    assert ADMIN_TOKEN not in log
+    assert (tmp_path / "data" / "pgdata" / "PG_VERSION").exists()
+
+    await server.start()
+    try:
+        answer = await server.request("GET", "/v2/accounts/acc1/users/u1/metaflows")
+    finally:
+        await server.stop()
+    assert list(answer["data"]["patterns"]) == keys
+    assert list(json.loads(answer["_raw"])["data"]["patterns"]) == keys
