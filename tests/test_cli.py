@@ -177,3 +177,53 @@ async def test_serve_with_embedded_database_keeps_documents_across_restarts(
         await server.stop()
     assert list(answer["data"]["patterns"]) == keys
     assert list(json.loads(answer["_raw"])["data"]["patterns"]) == keys
+
+
+async def test_simulate_serves_ari_and_phone_control(tmp_path: Path) -> None:
+    """`ari-metaflows simulate`: ARI for the service, phones for the person trying it."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "ari_metaflows",
+        "simulate",
+        "--listen",
+        f"127.0.0.1:{port}",
+        "--phone",
+        "alice:acc1:u1",
+        "--phone",
+        "bob:acc1",
+        env=cli_env(),
+        cwd=PROJECT_ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    auth = {"Authorization": aiohttp.encode_basic_auth("asterisk", "secret")}
+    try:
+        async with aiohttp.ClientSession(headers=auth) as session:
+            for _ in range(200):
+                try:
+                    async with session.get(base + "/ari/asterisk/info") as response:
+                        if response.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            async with session.get(base + "/sim/phones", headers={}) as response:
+                assert response.status in (200, 401)
+            async with session.post(base + "/sim/phones/alice/call", params={"to": "bob"}) as r:
+                assert (await r.json())["hears"] == "ringing"
+            async with session.post(base + "/sim/phones/bob/answer") as r:
+                assert (await r.json())["hears"] == "party:alice"
+            async with session.post(base + "/sim/phones/bob/press", params={"digits": "x"}) as r:
+                assert r.status == 400
+            async with session.post(base + "/sim/phones/nobody/hangup") as r:
+                assert r.status == 404
+            async with session.get(base + "/ari/channels") as r:
+                channels = await r.json()
+            alice = next(c for c in channels if c["name"].startswith("PJSIP/alice"))
+            assert alice["channelvars"]["METAFLOWS_USER_ID"] == "u1"
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await asyncio.wait_for(process.communicate(), 10)
+    assert process.returncode == 0

@@ -474,3 +474,58 @@ async def test_aioari_runs_a_call_end_to_end(sim: SimulatedAsteriskServer) -> No
         await asyncio.gather(runner, return_exceptions=True)
     assert alice.hears() == ("silence", "")
     assert [e["digit"] for e in seen if e["type"] == "ChannelDtmfReceived"] == ["5"]
+
+
+async def test_local_callee_is_in_stasis_before_it_answers(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    """As observed on Asterisk 22.10.1: an app-created Local channel enters Stasis as soon as
+    it is dialed (state Down); the answer comes later as ChannelStateChange Up + Dial ANSWER."""
+    carol = sim.add_phone("carol")
+    sim.core.dialplan.add("transfers", "1234", DialPhone("carol"))
+    _, local = await ari.request(
+        "POST",
+        "/channels/create",
+        endpoint="Local/1234@transfers/n",
+        app="metaflows",
+        appArgs="target",
+    )
+    await ari.request("POST", f"/channels/{local['id']}/dial")
+    start = await ari.wait_event("StasisStart")
+    assert start["channel"]["state"] == "Down"
+    await carol.answer()
+    await ari.wait_event("Dial", lambda e: e["dialstatus"] == "ANSWER")
+    types = [(e["type"], e.get("dialstatus")) for e in ari.events]
+    assert types[:2] == [("StasisStart", None), ("Dial", "")]
+    assert types.count(("StasisStart", None)) == 1
+    assert ("ChannelStateChange", None) in types
+
+
+async def test_rejected_local_callee_is_hung_up_without_a_busy_status(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    """As observed on Asterisk 22.10.1: no BUSY Dial status reaches the app for a Local
+    channel; it is in Stasis unanswered, and is then destroyed."""
+    carol = sim.add_phone("carol")
+    sim.core.dialplan.add("transfers", "1234", DialPhone("carol"))
+    _, local = await ari.request(
+        "POST",
+        "/channels/create",
+        endpoint="Local/1234@transfers/n",
+        app="metaflows",
+        appArgs="target",
+    )
+    await ari.request("POST", f"/channels/{local['id']}/dial")
+    await carol.reject()
+    await ari.wait_event("ChannelDestroyed", lambda e: e["channel"]["id"] == local["id"])
+    mine = [
+        e for e in ari.events if (e.get("channel") or e.get("peer") or {}).get("id") == local["id"]
+    ]
+    statuses = [e["dialstatus"] for e in mine if e["type"] == "Dial"]
+    assert "BUSY" not in statuses
+    assert [e["type"] for e in mine[-3:]] == [
+        "ChannelHangupRequest",
+        "StasisEnd",
+        "ChannelDestroyed",
+    ]
+    assert all(e.get("channel", {}).get("state") != "Up" for e in mine)

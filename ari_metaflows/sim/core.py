@@ -420,6 +420,8 @@ class SimulatedAsterisk:
         if channel_id is not None and channel_id in self.channels:
             raise SimError(409, "Channel with given unique ID already exists.")
         tech, _, resource = endpoint.partition("/")
+        if tech == "Local":
+            resource = resource.partition("/")[0]  # options such as /n
         if tech not in ("PJSIP", "Local") or not resource:
             raise SimError(400, "Invalid endpoint")
         if tech == "PJSIP" and resource not in self.phones:
@@ -460,31 +462,25 @@ class SimulatedAsterisk:
             raise SimError(409, "Channel cannot be dialed.")
         channel.dial_started = True
         channel.dial_caller = self.channels.get(caller_id) if caller_id else None
-        fields: dict[str, Any] = {}
-        if channel.dial_caller is not None:
-            fields["caller"] = self.snapshot(channel.dial_caller)
-        self._emit(
-            channel.apps,
-            "Dial",
-            **fields,
-            peer=self.snapshot(channel),
-            forward="",
-            dialstring=channel.resource,
-            dialstatus="",
-        )
         if channel.tech == "Local":
-            self._dial_local(channel, timeout)
-        else:
+            self._dial_local(channel, timeout)  # StasisStart first, then Dial "" (as seen)
+        self._dial_progress(channel, "")
+        if channel.tech != "Local":
             self._start_ringing(channel, timeout=float(timeout) if timeout else None)
         self._touch()
 
     def _dial_local(self, channel: Channel, timeout: int) -> None:
+        """Seen on Asterisk 22: an app-created Local channel enters Stasis as soon as it is
+        dialed (state Down), before its far end answers; the answer comes later as
+        ChannelStateChange Up + Dial ANSWER."""
+        channel.app = channel.create_app
+        self._channel_event(channel, "StasisStart", args=list(channel.create_args))
         exten, _, context = channel.resource.partition("@")
         action = self.dialplan.lookup(context or "default", exten, 1)
         if isinstance(action, DialPhone):
             phone = self.phones.get(action.phone)
             if phone is None or not phone.online:
-                self._later(0.001, lambda: self._dial_failed(channel, "CHANUNAVAIL", 20))
+                self._later(0.001, lambda: self._local_dial_failed(channel, 20))
                 return
             hidden = self._phone_channel(phone, "Down")
             hidden.caller = CallerId(channel.caller.name, channel.caller.number)
@@ -498,7 +494,7 @@ class SimulatedAsterisk:
             self._later(0.001, lambda: self._answered(channel))
             return
         cause = 1 if action is None else 16
-        self._later(0.001, lambda: self._dial_failed(channel, "CHANUNAVAIL", cause))
+        self._later(0.001, lambda: self._local_dial_failed(channel, cause))
 
     def _start_ringing(self, channel: Channel, timeout: float | None) -> None:
         """``channel`` goes out to its phone; the phone decides what happens."""
@@ -516,6 +512,10 @@ class SimulatedAsterisk:
                 return
             channel.state = "Ringing"
             self._channel_event(channel, "ChannelStateChange")
+            local = channel.far
+            if local is not None and local.tech == "Local" and local.create_app is not None:
+                local.state = "Ringing"
+                self._channel_event(local, "ChannelStateChange")
             self._dial_progress(channel, "RINGING")
 
         if phone.ring_first or phone.on_call != "answer":
@@ -562,8 +562,9 @@ class SimulatedAsterisk:
         self._channel_event(channel, "ChannelStateChange")
         if channel.create_app is not None:
             self._dial_progress(channel, "ANSWER")
-            channel.app = channel.create_app
-            self._channel_event(channel, "StasisStart", args=list(channel.create_args))
+            if channel.app is None:  # a Local channel is in Stasis already
+                channel.app = channel.create_app
+                self._channel_event(channel, "StasisStart", args=list(channel.create_args))
             return
         origin = channel.far
         if origin is None:
@@ -582,8 +583,10 @@ class SimulatedAsterisk:
         if channel.dial_timer is not None:
             channel.dial_timer.cancel()
             channel.dial_timer = None
-        self._dial_progress(channel, status)
         origin = channel.far
+        behind_local = origin is not None and origin.tech == "Local" and origin.create_app
+        if not behind_local:  # a Local channel's app sees no BUSY/NOANSWER status
+            self._dial_progress(channel, status)
         channel.far = None
         if origin is not None:
             origin.far = None
@@ -591,12 +594,17 @@ class SimulatedAsterisk:
         if origin is None or origin.gone:
             return
         if origin.tech == "Local" and origin.create_app is not None:
-            self._hangup(origin, cause=cause, soft=False)
+            self._local_dial_failed(origin, cause)
         elif origin.app is None:  # a dialplan Dial() failed: go on at the next priority
             origin.ringing = False
             origin.variables["DIALSTATUS"] = status
             location = origin.dialplan
             self._run_dialplan(origin, location.context, location.exten, location.priority + 1)
+
+    def _local_dial_failed(self, local: Channel, cause: int) -> None:
+        """Seen on Asterisk 22: when the far end of an app-created Local channel gives up, the
+        Local channel (in Stasis, unanswered) is hung up; no BUSY/NOANSWER Dial status."""
+        self._hangup(local, cause=cause, soft=False)
 
     # -- hangups ----------------------------------------------------------------------------
 

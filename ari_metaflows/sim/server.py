@@ -94,7 +94,7 @@ class AriServer:
 
     @web.middleware
     async def _middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith("/ari/"):
+        if not request.path.startswith(("/ari/", "/sim/")):
             return await handler(request)
         if not self._authorised(request):
             return web.json_response(

@@ -1,0 +1,466 @@
+"""Scenario harness: call scenarios written once, run on the simulator or a real Asterisk.
+
+A scenario talks to a ``Driver``: it creates phones, has one call another through the app
+under test (``Stasis(<app>,dial,<callee>)``), answers, presses keys, hangs up, and checks what
+each person hears. ``SimDriver`` runs the simulated Asterisk; ``AsteriskDriver`` drives a real
+one over ARI with Local channels and the test contexts of ``asterisk-conf/extensions.conf``:
+
+* ``metaflows-test``: ``Stasis(metaflows,dial,Local/${EXTEN}@metaflows-test-phones/n)``,
+  where the calling phone starts (a Local channel the driver originates);
+* ``metaflows-test-phones``: ``Stasis(metaflows-test-driver,phone,${EXTEN})``, so a called
+  phone's far end lands in the driver's own ARI application, which answers or rejects it.
+
+On a real Asterisk a phone's owner ids can only be set on the calling side (originate
+variables); a called Local leg is identified by its extension (its device id) and the
+service's default account.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import os
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ..sim import KeyTiming, SimPhone, SimulatedAsteriskServer, StasisApp
+from ..sim.phones import Hearing
+
+logger = logging.getLogger(__name__)
+
+APP = "metaflows"
+DRIVER_APP = "metaflows-test-driver"
+
+
+@dataclass
+class Owner:
+    account: str | None = None
+    user: str | None = None
+    device: str | None = None
+
+    def variables(self) -> dict[str, str]:
+        values = {
+            "METAFLOWS_ACCOUNT_ID": self.account,
+            "METAFLOWS_USER_ID": self.user,
+            "METAFLOWS_DEVICE_ID": self.device,
+        }
+        return {k: v for k, v in values.items() if v}
+
+
+class TestPhone(abc.ABC):
+    """A person with a phone, as a scenario sees them."""
+
+    name: str
+
+    @abc.abstractmethod
+    async def answer(self, timeout: float = 5.0) -> None: ...
+
+    @abc.abstractmethod
+    async def reject(self, timeout: float = 5.0) -> None: ...
+
+    @abc.abstractmethod
+    async def press(self, digits: str, timing: KeyTiming | None = None) -> None: ...
+
+    @abc.abstractmethod
+    async def hangup(self) -> None: ...
+
+    @abc.abstractmethod
+    async def hears(self) -> Hearing | None:
+        """What the person hears now; None when the driver cannot observe it."""
+
+    @abc.abstractmethod
+    async def heard_dtmf(self) -> str: ...
+
+    @abc.abstractmethod
+    async def in_call(self) -> bool: ...
+
+    async def wait_hears(self, kind: str, detail: str | None = None, timeout: float = 5.0) -> None:
+        """Wait until the person hears ``kind`` (and ``detail``); a no-op where unobservable."""
+        last: Hearing | None = None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            last = await self.hears()
+            if last is None:
+                return
+            if last.kind == kind and (detail is None or last.detail == detail):
+                return
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.name} hears {last}, expected {kind}:{detail or '*'}")
+            await asyncio.sleep(0.02)
+
+    async def wait_idle(self, timeout: float = 5.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await self.in_call():
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.name} is still in a call")
+            await asyncio.sleep(0.02)
+
+
+class Driver(abc.ABC):
+    """Where the service under test connects, and how scenarios place calls."""
+
+    ari_url: str
+    ari_username: str
+    ari_password: str
+    app: str = APP
+    default_account: str = "acc1"
+
+    @abc.abstractmethod
+    async def __aenter__(self) -> Driver: ...
+
+    @abc.abstractmethod
+    async def __aexit__(self, *exc: object) -> None: ...
+
+    @abc.abstractmethod
+    def add_phone(self, name: str, owner: Owner | None = None) -> TestPhone: ...
+
+    @abc.abstractmethod
+    async def call(
+        self, caller: TestPhone, callee: TestPhone, *, ring_timeout: int | None = None
+    ) -> None:
+        """``caller`` dials ``callee`` through the app in dial mode."""
+
+    @abc.abstractmethod
+    async def app_connected(self) -> bool: ...
+
+    async def wait_app_connected(self, timeout: float = 10.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not await self.app_connected():
+            if loop.time() > deadline:
+                raise AssertionError(f"the {self.app} application never connected")
+            await asyncio.sleep(0.02)
+
+
+# -- the simulator --------------------------------------------------------------------------
+
+
+class SimTestPhone(TestPhone):
+    def __init__(self, phone: SimPhone) -> None:
+        self.phone = phone
+        self.name = phone.name
+
+    async def answer(self, timeout: float = 5.0) -> None:
+        await self.phone.answer(timeout)
+
+    async def reject(self, timeout: float = 5.0) -> None:
+        await self.phone.reject(timeout)
+
+    async def press(self, digits: str, timing: KeyTiming | None = None) -> None:
+        await self.phone.press(digits, timing)
+
+    async def hangup(self) -> None:
+        await self.phone.hangup()
+
+    async def hears(self) -> Hearing | None:
+        return self.phone.hears()
+
+    async def heard_dtmf(self) -> str:
+        return self.phone.heard_dtmf
+
+    async def in_call(self) -> bool:
+        return self.phone.channel is not None
+
+
+class SimDriver(Driver):
+    def __init__(self, *, default_account: str = "acc1") -> None:
+        self.sim = SimulatedAsteriskServer()
+        self.ari_username = self.sim.username
+        self.ari_password = self.sim.password
+        self.default_account = default_account
+        self.ari_url = ""
+
+    async def __aenter__(self) -> SimDriver:
+        await self.sim.__aenter__()
+        self.ari_url = self.sim.url
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.sim.__aexit__(*exc)
+
+    def add_phone(self, name: str, owner: Owner | None = None) -> SimTestPhone:
+        owner = owner or Owner(account=self.default_account)
+        return SimTestPhone(self.sim.add_phone(name, variables=owner.variables()))
+
+    async def call(
+        self, caller: TestPhone, callee: TestPhone, *, ring_timeout: int | None = None
+    ) -> None:
+        args = ["dial", f"PJSIP/{callee.name}"]
+        if ring_timeout is not None:
+            args.append(str(ring_timeout))
+        exten = f"{callee.name}-{uuid.uuid4().hex[:6]}"
+        self.sim.core.dialplan.add("metaflows-test", exten, StasisApp(self.app, tuple(args)))
+        assert isinstance(caller, SimTestPhone)
+        caller.phone.call(exten, "metaflows-test")
+
+    async def app_connected(self) -> bool:
+        return self.sim.core.registered(self.app)
+
+
+# -- a real Asterisk ------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class _RealPhone(TestPhone):
+    driver: AsteriskDriver
+    name: str
+    owner: Owner
+    # The driver-side channel of this phone (its "handset"), and its partner seen by the app.
+    handset: str | None = None
+    partner_name: str | None = None
+    ringing: list[str] = field(default_factory=list)
+    dtmf: list[str] = field(default_factory=list)
+
+    async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not predicate():
+            if loop.time() > deadline:
+                raise AssertionError(f"{self.name}: timed out")
+            await asyncio.sleep(0.02)
+
+    async def answer(self, timeout: float = 5.0) -> None:
+        await self._wait(lambda: bool(self.ringing), timeout)
+        channel = self.ringing.pop(0)
+        self.handset = channel
+        await self.driver.request("POST", f"/channels/{channel}/answer")
+
+    async def reject(self, timeout: float = 5.0) -> None:
+        await self._wait(lambda: bool(self.ringing), timeout)
+        channel = self.ringing.pop(0)
+        await self.driver.request("DELETE", f"/channels/{channel}", reason="busy")
+
+    async def press(self, digits: str, timing: KeyTiming | None = None) -> None:
+        timing = timing or KeyTiming()
+        await self._wait(lambda: self.handset is not None, 5.0)
+        await self.driver.request(
+            "POST",
+            f"/channels/{self.handset}/dtmf",
+            dtmf=digits,
+            duration=timing.duration_ms,
+            between=timing.gap_ms,
+        )
+        await asyncio.sleep(len(digits) * (timing.duration_ms + timing.gap_ms) / 1000 + 0.05)
+
+    async def hangup(self) -> None:
+        if self.handset is not None:
+            await self.driver.request("DELETE", f"/channels/{self.handset}")
+
+    async def in_call(self) -> bool:
+        if self.handset is None:
+            return False
+        status, _ = await self.driver.request("GET", f"/channels/{self.handset}")
+        return status == 200
+
+    async def heard_dtmf(self) -> str:
+        return "".join(self.dtmf)
+
+    async def hears(self) -> Hearing | None:
+        """Observable on ARI: who shares a bridge with this phone's partner, and playbacks."""
+        if self.handset is None or not await self.in_call():
+            return Hearing("idle")
+        partner = await self.driver.partner_of(self)
+        if partner is None:
+            return None
+        playing = self.driver.playing_for(partner)
+        if playing is not None:
+            return Hearing("playback", playing)
+        parties = await self.driver.parties_with(partner)
+        if parties is None:
+            return None
+        return Hearing("party", ",".join(sorted(parties))) if parties else None
+
+
+class AsteriskDriver(Driver):
+    """Drives a real Asterisk (``ARI_URL``, ``ARI_USERNAME``, ``ARI_PASSWORD``)."""
+
+    def __init__(self, url: str, username: str, password: str, *, default_account: str) -> None:
+        self.ari_url = url.rstrip("/")
+        self.ari_username = username
+        self.ari_password = password
+        self.default_account = default_account
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._session: aiohttp.ClientSession | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self.phones: dict[str, _RealPhone] = {}
+        self._playbacks: dict[str, tuple[str, str]] = {}  # id → (target uri, media)
+
+    @classmethod
+    def from_environment(cls) -> AsteriskDriver | None:
+        url = os.environ.get("ARI_URL")
+        if not url:
+            return None
+        return cls(
+            url,
+            os.environ.get("ARI_USERNAME", ""),
+            os.environ.get("ARI_PASSWORD", ""),
+            default_account=os.environ.get("METAFLOWS_DEFAULT_ACCOUNT_ID", "acc1"),
+        )
+
+    async def __aenter__(self) -> AsteriskDriver:
+        self._session = aiohttp.ClientSession(headers=self._headers)
+        self._ws = await self._session.ws_connect(
+            self.ari_url + "/ari/events",
+            params={"app": DRIVER_APP, "subscribeAll": "true"},
+            heartbeat=10,
+            # Asterisk 22 does not answer a client's close frame: don't wait 10 s for it.
+            timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
+        )
+        self._reader = asyncio.create_task(self._read())
+        await self._clear_leftovers()
+        return self
+
+    async def _clear_leftovers(self) -> None:
+        """Calls a crashed earlier run left in the test contexts would confuse this one."""
+        status, channels = await self.request("GET", "/channels")
+        if status != 200:
+            return
+        for channel in channels:
+            if "@metaflows-test" in channel["name"]:
+                await self.request("DELETE", f"/channels/{channel['id']}")
+
+    async def __aexit__(self, *exc: object) -> None:
+        # Leave nothing behind: answered handsets and far ends still ringing.
+        for phone in self.phones.values():
+            for channel in [phone.handset, *phone.ringing]:
+                if channel is not None:
+                    with contextlib.suppress(aiohttp.ClientError):
+                        await self.request("DELETE", f"/channels/{channel}")
+        if self._ws is not None:
+            await self._ws.close()
+        if self._reader is not None:
+            await asyncio.gather(self._reader, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, **params: Any) -> tuple[int, Any]:
+        assert self._session is not None
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        async with self._session.request(
+            method, self.ari_url + "/ari" + path, params=query
+        ) as response:
+            text = await response.text()
+            return response.status, json.loads(text) if text else None
+
+    async def _read(self) -> None:
+        assert self._ws is not None
+        async for message in self._ws:
+            if message.type != aiohttp.WSMsgType.TEXT:
+                continue
+            try:
+                self._on_event(json.loads(message.data))
+            except Exception:
+                logger.exception("driver event handling failed")
+
+    def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        channel = event.get("channel") or {}
+        if kind == "StasisStart" and event.get("application") == DRIVER_APP:
+            args = event.get("args", [])
+            if args[:1] == ["phone"] and args[1] in self.phones:
+                self.phones[args[1]].ringing.append(channel["id"])
+        elif kind == "ChannelDtmfReceived":
+            for phone in self.phones.values():
+                if phone.handset == channel.get("id"):
+                    phone.dtmf.append(event["digit"])
+        elif kind == "PlaybackStarted":
+            playback = event["playback"]
+            self._playbacks[playback["id"]] = (playback["target_uri"], playback["media_uri"])
+        elif kind == "PlaybackFinished":
+            self._playbacks.pop(event["playback"]["id"], None)
+
+    def add_phone(self, name: str, owner: Owner | None = None) -> _RealPhone:
+        phone = _RealPhone(self, name, owner or Owner(account=self.default_account))
+        self.phones[name] = phone
+        return phone
+
+    async def call(
+        self, caller: TestPhone, callee: TestPhone, *, ring_timeout: int | None = None
+    ) -> None:
+        assert isinstance(caller, _RealPhone)
+        variables = {f"__{k}": v for k, v in caller.owner.variables().items()}
+        if ring_timeout is not None:
+            variables["__MF_RING_TIMEOUT"] = str(ring_timeout)
+        assert self._session is not None
+        async with self._session.post(
+            self.ari_url + "/ari/channels",
+            params={
+                "endpoint": f"Local/{callee.name}@metaflows-test",
+                "app": DRIVER_APP,
+                "appArgs": f"caller,{caller.name}",
+            },
+            json={"variables": variables},
+        ) as response:
+            body = await response.json()
+            if response.status != 200:
+                raise AssertionError(f"originate failed: {response.status} {body}")
+        caller.handset = body["id"]
+        caller.partner_name = body["name"][:-2] + ";2"
+
+    async def partner_of(self, phone: _RealPhone) -> dict[str, Any] | None:
+        """The Local half the app under test sees for this phone."""
+        status, channels = await self.request("GET", "/channels")
+        if status != 200 or phone.handset is None:
+            return None
+        by_id = {c["id"]: c for c in channels}
+        mine = by_id.get(phone.handset)
+        if mine is None:
+            return None
+        name = mine["name"]
+        wanted = name[:-2] + (";1" if name.endswith(";2") else ";2")
+        return next((c for c in channels if c["name"] == wanted), None)
+
+    def playing_for(self, channel: dict[str, Any]) -> str | None:
+        for target, media in self._playbacks.values():
+            if target == f"channel:{channel['id']}":
+                return media
+        return None
+
+    async def parties_with(self, channel: dict[str, Any]) -> list[str] | None:
+        status, bridges = await self.request("GET", "/bridges")
+        if status != 200:
+            return None
+        status, channels = await self.request("GET", "/channels")
+        names = {c["id"]: c["name"] for c in channels}
+        for bridge in bridges:
+            if channel["id"] in bridge["channels"]:
+                for target, media in self._playbacks.values():
+                    if target == f"bridge:{bridge['id']}":
+                        return None if media is None else [media]
+                return [
+                    self._phone_behind(names.get(member, ""))
+                    for member in bridge["channels"]
+                    if member != channel["id"]
+                ]
+        return []
+
+    def _phone_behind(self, channel_name: str) -> str:
+        # Local/<callee>@metaflows-test-phones-…;1 is the called phone; the caller's
+        # Local/<callee>@metaflows-test-…;2 is the calling phone.
+        for phone in self.phones.values():
+            if phone.partner_name == channel_name:
+                return phone.name
+        if channel_name.startswith("Local/") and "@metaflows-test-phones" in channel_name:
+            return channel_name[len("Local/") :].split("@", 1)[0]
+        return channel_name
+
+    async def app_connected(self) -> bool:
+        status, apps = await self.request("GET", "/applications")
+        return status == 200 and any(a["name"] == self.app for a in apps)
+
+
+def driver_from_environment() -> Driver:
+    """A real Asterisk when ``ARI_URL`` is set, else the simulator."""
+    return AsteriskDriver.from_environment() or SimDriver()
