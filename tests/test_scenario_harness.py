@@ -13,8 +13,9 @@ from .helpers.mini_dial_app import MiniDialApp
 
 @pytest.fixture
 async def driver() -> AsyncIterator[Driver]:
-    async with driver_from_environment() as running, MiniDialApp(
-        running.ari_url, running.ari_username, running.ari_password, running.app
+    async with (
+        driver_from_environment() as running,
+        MiniDialApp(running.ari_url, running.ari_username, running.ari_password, running.app),
     ):
         await running.wait_app_connected()
         yield running
