@@ -12,7 +12,9 @@ from aiohttp import web
 
 from .api.context import ApiContext
 from .api.server import create_app
+from .ari.connection import AriConnection
 from .auth.tokens import Authenticator, TokenStore
+from .calls.engine import CallEngine, EngineSettings
 from .config import Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
@@ -31,8 +33,11 @@ class Service:
     resolver: MetaflowResolver
     tokens: TokenStore
     api: ApiContext
+    engine: CallEngine
+    ari: AriConnection
 
     async def close(self) -> None:
+        await self.engine.close()
         await self.resolver.stop()
         await self.db.close()
 
@@ -64,15 +69,37 @@ async def open_service(settings: Settings, database_url: str) -> Service:
         resolver = MetaflowResolver(store, listen_url=database_url)
         await resolver.start()
         tokens = TokenStore(db)
+        engine = CallEngine(
+            EngineSettings(
+                app=settings.ari_app,
+                default_account=settings.default_account_id,
+                transfer_context=settings.transfer_context,
+            ),
+            resolver,
+        )
+        ari = AriConnection(
+            url=settings.ari_url,
+            username=settings.ari_username,
+            password=settings.ari_password,
+            app=settings.ari_app,
+            route=engine.route,
+            on_connected=engine.on_connected,
+            on_disconnected=engine.on_disconnected,
+        )
+
+        async def ari_ready() -> bool:
+            return ari.connected.is_set()
+
         api = ApiContext(
             store=store,
             authenticator=Authenticator(settings.admin_token, tokens),
-            readiness={"database": db.ping},
+            readiness={"database": db.ping, "asterisk": ari_ready},
+            engine=engine,
         )
     except BaseException:
         await db.close()
         raise
-    return Service(settings, db, store, resolver, tokens, api)
+    return Service(settings, db, store, resolver, tokens, api, engine, ari)
 
 
 async def serve(
@@ -93,8 +120,11 @@ async def serve(
         site = web.TCPSite(runner, settings.api_listen.host, settings.api_listen.port)
         await site.start()
         logger.info("REST API listening on http://%s/v2", settings.api_listen)
+        ari_task = asyncio.create_task(service.ari.run_forever(), name="ari")
         await stop.wait()
-        logger.info("shutting down")
+        logger.info("shutting down; calls in progress continue in Asterisk")
+        ari_task.cancel()
+        await asyncio.gather(ari_task, return_exceptions=True)
     finally:
         await runner.cleanup()
         await service.close()

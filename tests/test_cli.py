@@ -119,7 +119,7 @@ class Server:
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
                 try:
-                    async with session.get(self.base + "/readyz") as response:
+                    async with session.get(self.base + "/healthz") as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientConnectionError:
@@ -151,6 +151,7 @@ async def test_serve_with_embedded_database_keeps_documents_across_restarts(
 ) -> None:
     """The README's `serve`: no database URL, data in METAFLOWS_DATA_DIR, SIGTERM stops it."""
     env = cli_env(
+        ARI_URL="http://127.0.0.1:9",  # nothing listens: the service runs and retries
         METAFLOWS_DATA_DIR=str(tmp_path / "data"),
         METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
         METAFLOWS_API_LISTEN=f"127.0.0.1:{free_port()}",
@@ -165,6 +166,8 @@ async def test_serve_with_embedded_database_keeps_documents_across_restarts(
             {"data": {"patterns": {k: {"module": "hangup"} for k in keys}}},
         )
         assert answer["status"] == "success"
+        ready = await server.request("GET", "/readyz")
+        assert ready["data"]["checks"] == {"database": "ok", "asterisk": "unavailable"}
     finally:
         log = await server.stop()
     assert ADMIN_TOKEN not in log

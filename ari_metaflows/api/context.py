@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -18,6 +19,7 @@ class ApiContext:
     store: MetaflowStore
     authenticator: Authenticator
     readiness: dict[str, ReadinessProbe] = field(default_factory=dict)
+    engine: Any = None  # calls.engine.CallEngine when the ARI side runs
 
 
 CONTEXT = web.AppKey("context", ApiContext)

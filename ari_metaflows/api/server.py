@@ -16,7 +16,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
 )
-from . import metaflows, ops
+from . import channels, metaflows, ops
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
 
@@ -70,5 +70,6 @@ def create_app(context: ApiContext) -> web.Application:
     app = web.Application(middlewares=[envelope_middleware], client_max_size=MAX_BODY_BYTES)
     app[CONTEXT] = context
     metaflows.add_routes(app.router)
+    channels.add_routes(app.router)
     ops.add_routes(app.router)
     return app

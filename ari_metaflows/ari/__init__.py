@@ -1,0 +1,1 @@
+"""The Asterisk edge: a typed gateway over aioari and the connection supervisor."""

@@ -1,0 +1,138 @@
+"""Keeps one ARI connection alive: connect, open the event websocket, resync, reconnect.
+
+The websocket reader only hands events to ``route`` (which must not block: Asterisk drops a
+client that stalls ~100 ms). After every (re)connection the websocket is opened first and then
+``on_connected`` resynchronises state, so no event falls between the two. A different Asterisk
+start time than before means Asterisk restarted and every call we knew is gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .gateway import AriGateway, AriTimeouts
+
+logger = logging.getLogger(__name__)
+
+EventRouter = Callable[[dict[str, Any]], None]
+OnConnected = Callable[[AriGateway, bool], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ReconnectBackoff:
+    initial: float = 0.5
+    maximum: float = 30.0
+    jitter: float = 0.2  # ± fraction
+    healthy_after: float = 30.0  # a connection this old resets the backoff
+
+
+class AriConnection:
+    def __init__(
+        self,
+        *,
+        url: str,
+        username: str,
+        password: str,
+        app: str,
+        route: EventRouter,
+        on_connected: OnConnected,
+        on_disconnected: Callable[[], None] | None = None,
+        timeouts: AriTimeouts | None = None,
+        backoff: ReconnectBackoff | None = None,
+    ) -> None:
+        self.url = url
+        self._username = username
+        self._password = password
+        self.app = app
+        self._route = route
+        self._on_connected = on_connected
+        self._on_disconnected = on_disconnected
+        self.timeouts = timeouts or AriTimeouts()
+        self.backoff = backoff or ReconnectBackoff()
+        self.gateway: AriGateway | None = None
+        self.connected = asyncio.Event()
+        self.reconnects = 0
+        self._startup_time: str | None = None
+
+    async def run_forever(self) -> None:
+        delay = self.backoff.initial
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
+            try:
+                await self._session()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("ARI connection to %s failed: %s", self.url, _describe(exc))
+            self.connected.clear()
+            if loop.time() - started > self.backoff.healthy_after:
+                delay = self.backoff.initial
+            jitter = 1 + random.uniform(-self.backoff.jitter, self.backoff.jitter)
+            logger.info("reconnecting to ARI in %.1f s", delay * jitter)
+            await asyncio.sleep(delay * jitter)
+            delay = min(delay * 2, self.backoff.maximum)
+            self.reconnects += 1
+
+    async def _session(self) -> None:
+        gateway = await AriGateway.connect(
+            self.url, self._username, self._password, self.app, self.timeouts
+        )
+        self.gateway = gateway
+        client = gateway.client
+        client.on_event("*", self._receive)
+        runner = asyncio.create_task(client.run(apps=self.app))
+        try:
+            await self._wait_for_websocket(client, runner)
+            info = await gateway.info()
+            startup = info.get("status", {}).get("startup_time")
+            restarted = self._startup_time is not None and startup != self._startup_time
+            if restarted:
+                logger.warning("Asterisk restarted (startup time %s): dropping calls", startup)
+            self._startup_time = startup
+            await self._on_connected(gateway, restarted)
+            self.connected.set()
+            logger.info("ARI connected to %s as application %s", self.url, self.app)
+            await runner
+            logger.warning("ARI websocket closed")
+        finally:
+            self.connected.clear()
+            self.gateway = None
+            if self._on_disconnected is not None:
+                self._on_disconnected()
+            runner.cancel()
+            await asyncio.gather(runner, return_exceptions=True)
+            await gateway.close()
+
+    async def _wait_for_websocket(self, client: Any, runner: asyncio.Task[None]) -> None:
+        async with asyncio.timeout(self.timeouts.connect):
+            while not client.websockets:
+                if runner.done():
+                    runner.result()  # raises why the websocket could not open
+                    raise ConnectionError("websocket closed at once")
+                await asyncio.sleep(0.005)
+
+    def _receive(self, event: Any) -> None:
+        """Runs on the reader: route only, never block, never raise."""
+        if not isinstance(event, dict):
+            return
+        if event.get("type") == "ApplicationReplaced":
+            logger.error(
+                "ApplicationReplaced: another ARI client took over application %s; "
+                "this instance receives no more events for it",
+                self.app,
+            )
+        try:
+            self._route(event)
+        except Exception:
+            logger.exception("dropping an event that could not be routed")
+
+
+def _describe(exc: BaseException) -> str:
+    status = getattr(exc, "status", None)
+    return f"{type(exc).__name__} {status}" if status else type(exc).__name__

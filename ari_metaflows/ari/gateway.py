@@ -1,0 +1,264 @@
+"""A small typed gateway over aioari: the only place that talks to the swagger client.
+
+Why a facade: aioari (0.10.2) is unmaintained and untyped, wants booleans as strings, breaks on
+``None`` parameters, puts Basic credentials in the websocket URL and has no reconnect. Here:
+credentials go in an ``Authorization`` header on every request and on the websocket, the
+websocket has a heartbeat and a short close timeout (Asterisk never answers close frames),
+requests have explicit timeouts, and a 404 becomes ``Gone`` — a channel hanging up while we act
+on it is normal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aioari
+import aiohttp
+from aiohttp import web_exceptions
+from aioswagger11.http_client import AsynchronousHttpClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AriTimeouts:
+    """Explicit time limits for talking to Asterisk (seconds)."""
+
+    connect: float = 5.0
+    request: float = 5.0
+    heartbeat: float = 10.0
+    websocket_close: float = 1.0
+
+
+class AriError(Exception):
+    """Asterisk refused a request (status and its message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status = status
+        self.message = message
+
+
+class Gone(AriError):
+    """The channel, bridge, playback or recording no longer exists (HTTP 404)."""
+
+
+class AriUnavailable(Exception):
+    """Asterisk could not be reached."""
+
+
+class _HeaderAuthHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
+    """aioari's HTTP client, with credentials in a header and a sane websocket."""
+
+    def __init__(self, username: str, password: str, timeouts: AriTimeouts) -> None:
+        # Not calling the parent constructor: it builds a session with the removed loop=.
+        self.authenticator = None
+        self.websockets: set[aiohttp.ClientWebSocketResponse] = set()
+        self.timeouts = timeouts
+        self.session = aiohttp.ClientSession(
+            headers={"Authorization": aiohttp.encode_basic_auth(username, password)},
+            timeout=aiohttp.ClientTimeout(total=timeouts.request, connect=timeouts.connect),
+        )
+
+    async def ws_connect(
+        self, url: str, params: Mapping[str, Any] | None = None
+    ) -> aiohttp.ClientWebSocketResponse:
+        ws = await self.session.ws_connect(
+            url,
+            params={k: str(v) for k, v in (params or {}).items()},
+            heartbeat=self.timeouts.heartbeat,
+            timeout=aiohttp.ClientWSTimeout(ws_close=self.timeouts.websocket_close),
+        )
+        self.websockets.add(ws)
+        return ws
+
+    async def close(self) -> None:
+        for ws in list(self.websockets):
+            await ws.close()
+        await self.session.close()
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"
+
+
+class AriGateway:
+    """Typed ARI operations the engine uses. Create with ``await AriGateway.connect(...)``."""
+
+    def __init__(self, client: Any, http: _HeaderAuthHttpClient, app: str) -> None:
+        self._client = client
+        self._http = http
+        self.app = app
+
+    @classmethod
+    async def connect(
+        cls, base_url: str, username: str, password: str, app: str, timeouts: AriTimeouts
+    ) -> AriGateway:
+        """Load Asterisk's API declarations; closes everything again if that fails."""
+        http = _HeaderAuthHttpClient(username, password, timeouts)
+        client = aioari.Client(base_url + "/", http)
+        try:
+            await client.init()
+        except BaseException:
+            await http.close()
+            raise
+        return cls(client, http, app)
+
+    @property
+    def client(self) -> Any:
+        """The aioari client, for the connection supervisor (events) only."""
+        return self._client
+
+    async def close(self) -> None:
+        await self._client.close()
+        await self._http.close()
+
+    async def _call(self, resource: str, operation: str, **params: Any) -> Any:
+        args = {k: v for k, v in params.items() if v is not None}
+        try:
+            return await getattr(getattr(self._client, resource), operation)(**args)
+        except web_exceptions.HTTPNotFound as exc:
+            raise Gone(404, getattr(exc, "text", "") or "not found") from None
+        except web_exceptions.HTTPException as exc:
+            raise AriError(exc.status, getattr(exc, "text", "") or exc.reason) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise AriUnavailable(f"{resource}.{operation}: {type(exc).__name__}") from exc
+
+    @staticmethod
+    def _json(result: Any) -> dict[str, Any]:
+        data = getattr(result, "json", result)
+        return dict(data) if isinstance(data, Mapping) else {}
+
+    # -- system ---------------------------------------------------------------------------
+
+    async def info(self) -> dict[str, Any]:
+        return self._json(await self._call("asterisk", "getInfo"))
+
+    async def application(self) -> dict[str, Any]:
+        return self._json(await self._call("applications", "get", applicationName=self.app))
+
+    async def channels(self) -> list[dict[str, Any]]:
+        return [self._json(c) for c in await self._call("channels", "list") or []]
+
+    async def bridges(self) -> list[dict[str, Any]]:
+        return [self._json(b) for b in await self._call("bridges", "list") or []]
+
+    # -- channels ---------------------------------------------------------------------------
+
+    async def create_channel(
+        self,
+        endpoint: str,
+        *,
+        app_args: str,
+        channel_id: str | None = None,
+        originator: str | None = None,
+    ) -> dict[str, Any]:
+        return self._json(
+            await self._call(
+                "channels",
+                "create",
+                endpoint=endpoint,
+                app=self.app,
+                appArgs=app_args,
+                channelId=channel_id,
+                originator=originator,
+            )
+        )
+
+    async def dial(self, channel_id: str, *, caller: str | None = None) -> None:
+        await self._call("channels", "dial", channelId=channel_id, caller=caller)
+
+    async def answer(self, channel_id: str) -> None:
+        await self._call("channels", "answer", channelId=channel_id)
+
+    async def ring(self, channel_id: str) -> None:
+        await self._call("channels", "ring", channelId=channel_id)
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> None:
+        """Hang up; a channel that is already gone is fine."""
+        with contextlib.suppress(Gone):
+            await self._call("channels", "hangup", channelId=channel_id, reason=reason)
+
+    async def continue_in_dialplan(
+        self,
+        channel_id: str,
+        *,
+        context: str | None = None,
+        extension: str | None = None,
+        priority: int | None = None,
+    ) -> None:
+        await self._call(
+            "channels",
+            "continueInDialplan",
+            channelId=channel_id,
+            context=context,
+            extension=extension,
+            priority=priority,
+        )
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self._call(
+            "channels", "setChannelVar", channelId=channel_id, variable=name, value=value
+        )
+
+    async def get_variable(self, channel_id: str, name: str) -> str | None:
+        try:
+            result = await self._call(
+                "channels", "getChannelVar", channelId=channel_id, variable=name
+            )
+        except Gone:
+            return None
+        value = self._json(result).get("value")
+        return value if isinstance(value, str) else None
+
+    async def play_on_channel(self, channel_id: str, media: str, lang: str | None = None) -> str:
+        playback = self._json(
+            await self._call("channels", "play", channelId=channel_id, media=media, lang=lang)
+        )
+        return str(playback.get("id", ""))
+
+    async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
+        await self._call("channels", "startMoh", channelId=channel_id, mohClass=moh_class)
+
+    async def stop_moh(self, channel_id: str) -> None:
+        await self._call("channels", "stopMoh", channelId=channel_id)
+
+    # -- bridges ------------------------------------------------------------------------------
+
+    async def create_bridge(self, types: str, bridge_id: str | None = None) -> str:
+        bridge = self._json(await self._call("bridges", "create", type=types, bridgeId=bridge_id))
+        return str(bridge.get("id", bridge_id or ""))
+
+    async def add_to_bridge(
+        self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False
+    ) -> None:
+        await self._call(
+            "bridges",
+            "addChannel",
+            bridgeId=bridge_id,
+            channel=",".join(channel_ids),
+            absorbDTMF=_flag(absorb_dtmf),
+        )
+
+    async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
+        await self._call("bridges", "removeChannel", bridgeId=bridge_id, channel=channel_id)
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        with contextlib.suppress(Gone):
+            await self._call("bridges", "destroy", bridgeId=bridge_id)
+
+    async def play_on_bridge(self, bridge_id: str, media: str, lang: str | None = None) -> str:
+        playback = self._json(
+            await self._call("bridges", "play", bridgeId=bridge_id, media=media, lang=lang)
+        )
+        return str(playback.get("id", ""))
+
+    # -- playbacks ------------------------------------------------------------------------------
+
+    async def stop_playback(self, playback_id: str) -> None:
+        with contextlib.suppress(Gone):
+            await self._call("playbacks", "stop", playbackId=playback_id)

@@ -1,0 +1,1 @@
+"""Calls: legs, bridges, per-leg DTMF collectors and the call engine."""

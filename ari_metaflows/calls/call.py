@@ -1,0 +1,409 @@
+"""One call in dial mode: its legs, bridge, collectors and the task that owns them.
+
+Every event of the call goes through ``submit`` into the call's queue and is handled in order
+by its one task, which also owns the call's timers (ring timeout, collector deadlines). Metaflow
+flows run as child tasks so a long module never holds up the call's events; they are cancelled
+when the call ends. Asterisk facts this relies on are in docs/asterisk-facts.md: "answered"
+means ``Dial ANSWER`` or state ``Up`` (a Local callee enters Stasis before it answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..ari.gateway import AriError, AriUnavailable, Gone
+from ..errors import DatastoreUnavailable
+from ..metaflows.documents import EffectiveMetaflows, Node
+from ..metaflows.resolver import LegIdentity
+from ..modules import REGISTRY, ModuleContext, Playbacks, run_flow
+from .collector import Collector, Match, NoMatch, new_collector
+from .identity import identity_of
+
+if TYPE_CHECKING:
+    from .engine import CallEngine
+
+logger = logging.getLogger(__name__)
+
+CALLER, CALLEE = "caller", "callee"
+FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
+_CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
+BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
+
+
+@dataclass(frozen=True)
+class CallTimeouts:
+    """Ring timeout when ``Stasis(…,dial,…)`` gives none, and the most we ever ring."""
+
+    ring_default: float = 60.0
+    ring_max: float = 600.0
+
+
+@dataclass
+class Leg:
+    role: str
+    channel_id: str
+    name: str = ""
+    state: str = "Down"
+    identity: LegIdentity | None = None
+    metaflows: EffectiveMetaflows | None = None
+    gone: bool = False
+    answered: bool = False
+    in_stasis: bool = False
+
+
+@dataclass
+class Call:
+    engine: CallEngine
+    id: str
+    dialstring: str
+    ring_timeout: float
+    legs: dict[str, Leg] = field(default_factory=dict)
+    bridge_id: str | None = None
+    phase: str = "dialing"  # dialing → connected → ended
+    collectors: dict[str, Collector] = field(default_factory=dict)
+    playbacks: Playbacks = field(default_factory=Playbacks)
+    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    children: set[asyncio.Task[Any]] = field(default_factory=set)
+    ring_deadline: float | None = None
+    task: asyncio.Task[None] | None = None
+
+    def submit(self, event: dict[str, Any]) -> None:
+        self.queue.put_nowait(event)
+
+    # -- the owner task ---------------------------------------------------------------------
+
+    async def run(self, start: dict[str, Any] | None) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if start is not None:
+                await self._start(start)
+            while self.phase != "ended":
+                deadline = self._next_deadline()
+                timeout = None if deadline is None else max(deadline - loop.time(), 0.0)
+                try:
+                    event = await asyncio.wait_for(self.queue.get(), timeout)
+                except TimeoutError:
+                    event = None
+                if event is not None:
+                    await self._handle(event)
+                await self._fire_timers(loop.time())
+        except asyncio.CancelledError:
+            self._cancel_children()
+            raise
+        except Exception:
+            logger.exception("call %s: failed; forgetting it", self.id)
+        finally:
+            self.phase = "ended"
+            self._cancel_children()
+            self.engine.forget(self)
+
+    def _cancel_children(self) -> None:
+        for child in list(self.children):
+            child.cancel()
+
+    def _next_deadline(self) -> float | None:
+        deadlines = [c.deadline for c in self.collectors.values() if c.deadline is not None]
+        if self.ring_deadline is not None:
+            deadlines.append(self.ring_deadline)
+        return min(deadlines) if deadlines else None
+
+    async def _fire_timers(self, now: float) -> None:
+        if self.ring_deadline is not None and now >= self.ring_deadline and self.phase == "dialing":
+            self.ring_deadline = None
+            logger.info("call %s: no answer within %.0f s", self.id, self.ring_timeout)
+            callee = self.legs.get(CALLEE)
+            if callee is not None:
+                await self._safely(
+                    self.engine.gateway_or_raise().hangup(callee.channel_id, "no_answer")
+                )
+            await self._fail("NOANSWER")
+            return
+        for owner, collector in self.collectors.items():
+            outcome = collector.on_timeout(now)
+            if outcome is not None:
+                self._outcome(owner, outcome)
+
+    # -- dial mode --------------------------------------------------------------------------
+
+    async def _start(self, event: dict[str, Any]) -> None:
+        snapshot = event["channel"]
+        caller = Leg(CALLER, snapshot["id"], snapshot.get("name", ""), snapshot.get("state", ""))
+        caller.in_stasis = True
+        self.legs[CALLER] = caller
+        gateway = self.engine.gateway_or_raise()
+        callee_id = f"mf-{uuid.uuid4().hex}"
+        self.legs[CALLEE] = Leg(CALLEE, callee_id)
+        self.engine.track_channel(callee_id, self)
+        try:
+            created = await gateway.create_channel(
+                self.dialstring,
+                app_args=f"{CALLEE},{self.id}",
+                channel_id=callee_id,
+                originator=caller.channel_id,
+            )
+            self.legs[CALLEE].name = created.get("name", "")
+            await gateway.dial(callee_id, caller=caller.channel_id)
+        except Gone:
+            await self._end()
+            return
+        except AriError as exc:
+            logger.info("call %s: cannot dial %s: %s", self.id, self.dialstring, exc.message)
+            self.legs[CALLEE].gone = True
+            await self._fail("CHANUNAVAIL")
+            return
+        self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
+        if caller.state != "Up":
+            await self._safely(gateway.ring(caller.channel_id))
+        caller.identity, caller.metaflows = await self._owner_of(snapshot)
+        logger.info("call %s: %s → %s", self.id, caller.name, self.dialstring)
+
+    async def _owner_of(
+        self, snapshot: dict[str, Any]
+    ) -> tuple[LegIdentity | None, EffectiveMetaflows | None]:
+        gateway = self.engine.gateway_or_raise()
+
+        async def read(name: str) -> str | None:
+            return await gateway.get_variable(snapshot["id"], name)
+
+        identity = await identity_of(snapshot, self.engine.default_account, read)
+        if identity is None:
+            return None, None
+        try:
+            return identity, await self.engine.resolver.resolve(identity)
+        except DatastoreUnavailable:
+            logger.warning(
+                "call %s: metaflows of %s unavailable (database down)",
+                self.id,
+                snapshot.get("name"),
+            )
+            return identity, None
+
+    async def _answered(self, snapshot: dict[str, Any]) -> None:
+        """Connect once the callee has answered *and* is in Stasis (a SIP callee's Dial ANSWER
+        comes before its StasisStart; a Local callee's StasisStart before its answer)."""
+        callee_leg = self.legs[CALLEE]
+        if self.phase != "dialing" or not (callee_leg.answered and callee_leg.in_stasis):
+            return
+        self.ring_deadline = None
+        gateway = self.engine.gateway_or_raise()
+        caller, callee = self.legs[CALLER], self.legs[CALLEE]
+        callee.state = "Up"
+        try:
+            if caller.state != "Up":
+                await gateway.answer(caller.channel_id)
+                caller.state = "Up"
+            bridge_id = f"mf-{self.id}"
+            self.engine.track_bridge(bridge_id, self)
+            self.bridge_id = await gateway.create_bridge(BRIDGE_TYPES, bridge_id)
+            await gateway.add_to_bridge(self.bridge_id, [caller.channel_id, callee.channel_id])
+        except Gone:
+            return  # a leg left meanwhile; its hangup event ends the call
+        self.phase = "connected"
+        callee.identity, callee.metaflows = await self._owner_of(snapshot)
+        self._build_collectors()
+        logger.info("call %s: connected (%s ↔ %s)", self.id, caller.name, callee.name)
+
+    async def _fail(self, status: str) -> None:
+        """The callee failed: the caller goes on in the dialplan, as after Dial()."""
+        caller = self.legs.get(CALLER)
+        callee = self.legs.get(CALLEE)
+        logger.info("call %s: callee failed (%s)", self.id, status)
+        gateway = self.engine.gateway
+        if gateway is not None and callee is not None and not callee.gone:
+            await self._safely(gateway.hangup(callee.channel_id))
+        if gateway is not None and caller is not None and not caller.gone:
+            await self._safely(
+                gateway.set_variable(caller.channel_id, "METAFLOWS_DIALSTATUS", status)
+            )
+            await self._safely(gateway.continue_in_dialplan(caller.channel_id))
+        await self._end()
+
+    async def _leg_gone(self, role: str, cause: int | None) -> None:
+        leg = self.legs.get(role)
+        if leg is None or leg.gone:
+            return
+        leg.gone = True
+        if self.phase == "dialing" and role == CALLEE:
+            await self._fail(_CAUSE_STATUS.get(cause or 0, "CHANUNAVAIL"))
+            return
+        other = self.legs.get(CALLEE if role == CALLER else CALLER)
+        gateway = self.engine.gateway
+        if gateway is not None and other is not None and not other.gone:
+            await self._safely(gateway.hangup(other.channel_id))
+        await self._end()
+
+    async def _end(self) -> None:
+        if self.phase == "ended":
+            return
+        self.phase = "ended"
+        gateway = self.engine.gateway
+        if gateway is not None and self.bridge_id is not None:
+            await self._safely(gateway.destroy_bridge(self.bridge_id))
+        logger.info("call %s: ended", self.id)
+
+    async def _safely(self, action: Any) -> None:
+        """ARI requests racing a hangup: a gone object or an unreachable Asterisk is logged."""
+        try:
+            await action
+        except (Gone, AriUnavailable) as exc:
+            logger.debug("call %s: %s", self.id, exc)
+        except AriError as exc:
+            logger.info("call %s: Asterisk refused: %s", self.id, exc)
+
+    # -- events -----------------------------------------------------------------------------
+
+    def _role_of(self, channel_id: str | None) -> str | None:
+        return next((r for r, leg in self.legs.items() if leg.channel_id == channel_id), None)
+
+    async def _handle(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        raw = event.get("channel")
+        channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        role = self._role_of(channel.get("id")) if channel else None
+        if kind == "ChannelDtmfReceived" and role is not None:
+            self._digit(role, str(event.get("digit", "")))
+        elif kind == "Dial":
+            peer = event.get("peer") or {}
+            if self._role_of(peer.get("id")) == CALLEE:
+                status = event.get("dialstatus")
+                if status == "ANSWER":
+                    self.legs[CALLEE].answered = True
+                    await self._answered(peer)
+                elif status in FAILED_DIAL and self.phase == "dialing":
+                    self.legs[CALLEE].gone = status != "CANCEL"
+                    await self._fail(status)
+        elif kind in ("ChannelStateChange", "StasisStart") and role is not None:
+            leg = self.legs[role]
+            leg.state = channel.get("state", "")
+            leg.in_stasis = leg.in_stasis or kind == "StasisStart"
+            if role == CALLEE:
+                leg.answered = leg.answered or leg.state == "Up"
+                await self._answered(channel)
+        elif kind in ("StasisEnd", "ChannelDestroyed") and role is not None:
+            await self._leg_gone(role, event.get("cause"))
+        elif kind == "_gone" and event.get("role") in self.legs:
+            await self._leg_gone(event["role"], None)
+        elif kind == "PlaybackFinished":
+            self.playbacks.finished(str((event.get("playback") or {}).get("id", "")))
+        elif kind == "BridgeDestroyed" and self.phase == "connected":
+            self.bridge_id = None
+        elif kind == "_refresh":
+            await self._refresh(event.get("account"))
+        elif kind == "_adopted":
+            for role, snapshot in zip((CALLER, CALLEE), event["snapshots"], strict=True):
+                leg = self.legs[role]
+                leg.identity, leg.metaflows = await self._owner_of(snapshot)
+            self._build_collectors()
+        elif kind == "_run":
+            self._launch(event["node"], event["role"], {"dtmf_leg": event["role"]}, "api")
+
+    # -- DTMF and metaflows -----------------------------------------------------------------
+
+    def _build_collectors(self) -> None:
+        roles = frozenset(self.legs)
+        self.collectors = {}
+        for role, leg in self.legs.items():
+            if leg.metaflows is not None and not leg.metaflows.is_empty:
+                self.collectors[role] = new_collector(leg.metaflows, role, roles - {role})
+
+    def _digit(self, role: str, digit: str) -> None:
+        if self.phase != "connected" or len(digit) != 1:
+            return
+        now = asyncio.get_running_loop().time()
+        for owner, collector in list(self.collectors.items()):
+            outcome = collector.on_digit(role, digit, now)
+            if outcome is not None:
+                self._outcome(owner, outcome)
+
+    def _outcome(self, owner: str, outcome: Match | NoMatch) -> None:
+        if isinstance(outcome, NoMatch):
+            logger.info(
+                "call %s: %s pressed %s: %s",
+                self.id,
+                outcome.leg,
+                outcome.collected,
+                outcome.reason,
+            )
+            return
+        logger.info(
+            "call %s: %s pressed %s → %s %s (metaflows of %s)",
+            self.id,
+            outcome.leg,
+            outcome.collected,
+            outcome.kind,
+            outcome.key,
+            owner,
+        )
+        injected = {
+            "dtmf_leg": outcome.leg,
+            "collected": outcome.collected,
+            "captures": list(outcome.captures),
+        }
+        self.engine.record_match(self, owner, outcome)
+        self._launch(outcome.node, outcome.leg, injected, "dtmf")
+
+    def _launch(self, node: Node, presser: str, injected: dict[str, Any], trigger: str) -> None:
+        gateway = self.engine.gateway
+        if gateway is None:
+            logger.warning("call %s: Asterisk unavailable; %s not run", self.id, node.module)
+            return
+        context = ModuleContext(
+            call_id=self.id,
+            gateway=gateway,
+            presser=presser,
+            channels={r: leg.channel_id for r, leg in self.legs.items() if not leg.gone},
+            bridge_id=self.bridge_id,
+            data=injected,
+            playbacks=self.playbacks,
+            settings=self.engine.settings,
+        )
+        task = asyncio.create_task(run_flow(node, context, REGISTRY))
+        self.children.add(task)
+        task.add_done_callback(self.children.discard)
+        self.engine.flows_started += 1
+
+    async def _refresh(self, account: str | None) -> None:
+        """Metaflows changed: re-resolve (the resolver's cache makes this one load per
+        account); a collector in the middle of a code keeps the old document."""
+        for role, leg in self.legs.items():
+            if leg.identity is None or (account is not None and leg.identity.account_id != account):
+                continue
+            try:
+                leg.metaflows = await self.engine.resolver.resolve(leg.identity)
+            except DatastoreUnavailable:
+                continue
+            current = self.collectors.get(role)
+            if current is not None and current.armed:
+                continue
+            if leg.metaflows.is_empty:
+                self.collectors.pop(role, None)
+            else:
+                self.collectors[role] = new_collector(
+                    leg.metaflows, role, frozenset(self.legs) - {role}
+                )
+
+    # -- views ------------------------------------------------------------------------------
+
+    def describe(self, role: str) -> dict[str, Any]:
+        leg = self.legs[role]
+        other = self.legs.get(CALLEE if role == CALLER else CALLER)
+        identity = leg.identity
+        collector = self.collectors.get(role)
+        return {
+            "id": leg.channel_id,
+            "call_id": self.id,
+            "role": role,
+            "name": leg.name,
+            "state": leg.state,
+            "account_id": identity.account_id if identity else None,
+            "user_id": identity.user_id if identity else None,
+            "device_id": identity.device_id if identity else None,
+            "peer": other.channel_id if other and not other.gone else None,
+            "bridge_id": self.bridge_id,
+            "phase": self.phase,
+            "collector_armed": bool(collector and collector.armed),
+        }

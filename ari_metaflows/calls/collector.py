@@ -1,0 +1,140 @@
+"""DTMF collection and matching for one owner leg: pure logic, no I/O, an injected clock.
+
+The call task feeds digits (``on_digit``) and timer expiries (``on_timeout``) and gets back what
+to do: wait until a deadline, or run a match. States (SPEC §5):
+
+* unarmed — the binding digit on a listened leg arms the collector for that leg;
+* armed — digits from the armed leg are appended (the binding digit too); each restarts the
+  inter-digit timer; digits from other legs are ignored; the 33rd digit ends the attempt;
+* evaluation — on timeout: exact ``numbers`` first, then ``patterns`` in order (regex search);
+  early match when the digits equal a number and nothing longer could still match.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..metaflows.documents import MAX_DIGITS, EffectiveMetaflows, Node
+
+# A pathological pattern must not stall the call: matching gives up after this long.
+REGEX_TIMEOUT_S = 0.05
+
+
+@dataclass(frozen=True)
+class Match:
+    key: str  # the number, or the pattern source
+    kind: str  # "number" or "pattern"
+    node: Node
+    collected: str
+    captures: tuple[str, ...]
+    leg: str  # the leg that pressed the digits
+
+
+@dataclass(frozen=True)
+class NoMatch:
+    collected: str
+    leg: str
+    reason: str  # "no_match", "too_long", "regex_timeout"
+
+
+Outcome = Match | NoMatch | None
+
+
+@dataclass
+class Collector:
+    """One owner's collector. ``listen`` holds the legs whose digits it hears."""
+
+    metaflows: EffectiveMetaflows
+    listen: frozenset[str]
+    armed_leg: str | None = None
+    digits: list[str] = field(default_factory=list)
+    deadline: float | None = None
+
+    @property
+    def armed(self) -> bool:
+        return self.armed_leg is not None
+
+    def on_digit(self, leg: str, digit: str, now: float) -> Outcome:
+        """A digit ended on ``leg``. Returns a match/no-match when the attempt is over."""
+        if self.armed_leg is None:
+            if leg in self.listen and digit == self.metaflows.binding_digit:
+                self.armed_leg = leg
+                self.digits = []
+                self.deadline = now + self.metaflows.digit_timeout_ms / 1000
+            return None
+        if leg != self.armed_leg:
+            return None
+        self.digits.append(digit)
+        if len(self.digits) > MAX_DIGITS:
+            return self._finish(NoMatch("".join(self.digits), leg, "too_long"))
+        self.deadline = now + self.metaflows.digit_timeout_ms / 1000
+        collected = "".join(self.digits)
+        if collected in self.metaflows.numbers and not self._longer_possible(collected):
+            return self._finish(self._number(collected, leg))
+        return None
+
+    def on_timeout(self, now: float) -> Outcome:
+        if self.armed_leg is None or self.deadline is None or now < self.deadline:
+            return None
+        leg = self.armed_leg
+        collected = "".join(self.digits)
+        if collected in self.metaflows.numbers:
+            return self._finish(self._number(collected, leg))
+        for pattern in self.metaflows.patterns:
+            try:
+                found = pattern.compiled.search(collected, timeout=REGEX_TIMEOUT_S)
+            except TimeoutError:
+                return self._finish(NoMatch(collected, leg, "regex_timeout"))
+            if found is not None:
+                captures = tuple(group or "" for group in found.groups())
+                return self._finish(
+                    Match(pattern.source, "pattern", pattern.node, collected, captures, leg)
+                )
+        return self._finish(NoMatch(collected, leg, "no_match"))
+
+    def reset(self) -> None:
+        self.armed_leg = None
+        self.digits = []
+        self.deadline = None
+
+    def _finish(self, outcome: Match | NoMatch) -> Match | NoMatch:
+        self.reset()
+        return outcome
+
+    def _number(self, collected: str, leg: str) -> Match:
+        return Match(collected, "number", self.metaflows.numbers[collected], collected, (), leg)
+
+    def _longer_possible(self, collected: str) -> bool:
+        """Could more digits still lead to another code? Another number that extends these
+        digits, or a pattern that can still match from their start (see docs/decisions.md)."""
+        if any(
+            len(key) > len(collected) and key.startswith(collected)
+            for key in self.metaflows.numbers
+        ):
+            return True
+        if len(collected) >= MAX_DIGITS:
+            return False
+        for pattern in self.metaflows.patterns:
+            try:
+                found = pattern.compiled.match(collected, partial=True, timeout=REGEX_TIMEOUT_S)
+            except TimeoutError:
+                return True
+            if found is not None:
+                return True
+        return False
+
+
+def listened_legs(listen_on: str, owner: str, others: frozenset[str]) -> frozenset[str]:
+    """``listen_on`` is relative to the owner: self, peer (the other party) or both."""
+    if listen_on == "peer":
+        return others
+    if listen_on == "both":
+        return others | {owner}
+    return frozenset({owner})
+
+
+def new_collector(metaflows: EffectiveMetaflows, owner: str, others: frozenset[str]) -> Collector:
+    return Collector(metaflows, listened_legs(metaflows.listen_on, owner, others))
+
+
+__all__ = ["Collector", "Match", "NoMatch", "listened_legs", "new_collector"]

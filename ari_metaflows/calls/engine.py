@@ -1,0 +1,298 @@
+"""All calls of this instance: routing events to them, resync after reconnects, API access.
+
+``route`` runs on the websocket reader: it only looks up the call an event belongs to and puts
+the event in that call's queue (or starts a call). No locks: every call's state belongs to its
+own task; the engine's maps are only touched from the event loop.
+
+Resync policy after a reconnection (SPEC §2, §8): calls whose channels are gone are ended;
+channels in our application that no call knows (say, after this service restarted) are adopted
+when two of them share a bridge (features keep working), and otherwise hung up, since nothing
+would ever take them out of the application.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..ari.gateway import AriError, AriGateway, AriUnavailable
+from ..errors import AsteriskUnavailable, NotFound
+from ..metaflows.documents import Node
+from ..metaflows.resolver import MetaflowResolver
+from .call import CALLEE, CALLER, Call, CallTimeouts, Leg
+from .collector import Match
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    app: str
+    default_account: str | None
+    transfer_context: str
+    timeouts: CallTimeouts = field(default_factory=CallTimeouts)
+
+
+class CallEngine:
+    def __init__(self, settings: EngineSettings, resolver: MetaflowResolver) -> None:
+        self.settings = settings
+        self.resolver = resolver
+        self.default_account = settings.default_account
+        self.gateway: AriGateway | None = None
+        self.calls: dict[str, Call] = {}
+        self._by_channel: dict[str, Call] = {}
+        self._by_bridge: dict[str, Call] = {}
+        self._stray: set[asyncio.Task[Any]] = set()
+        self.events_routed = 0
+        self.flows_started = 0
+        self.history: deque[dict[str, Any]] = deque(maxlen=1000)  # recent matched codes
+        resolver.add_invalidation_listener(self._metaflows_changed)
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def gateway_or_raise(self) -> AriGateway:
+        if self.gateway is None:
+            raise AriUnavailable("not connected to Asterisk")
+        return self.gateway
+
+    def track_channel(self, channel_id: str, call: Call) -> None:
+        self._by_channel[channel_id] = call
+
+    def track_bridge(self, bridge_id: str, call: Call) -> None:
+        self._by_bridge[bridge_id] = call
+
+    def forget(self, call: Call) -> None:
+        self.calls.pop(call.id, None)
+        for leg in call.legs.values():
+            if self._by_channel.get(leg.channel_id) is call:
+                del self._by_channel[leg.channel_id]
+        if call.bridge_id is not None and self._by_bridge.get(call.bridge_id) is call:
+            del self._by_bridge[call.bridge_id]
+        for bridge_id in [b for b, c in self._by_bridge.items() if c is call]:
+            del self._by_bridge[bridge_id]
+
+    def _start_task(self, call: Call, start: dict[str, Any] | None) -> None:
+        self.calls[call.id] = call
+        call.task = asyncio.create_task(call.run(start), name=f"call-{call.id}")
+
+    # -- routing (on the websocket reader: never blocks) --------------------------------------
+
+    def route(self, event: dict[str, Any]) -> None:
+        self.events_routed += 1
+        kind = event.get("type")
+        if not isinstance(kind, str):
+            return
+        call = self._call_for(event)
+        if call is not None:
+            call.submit(event)
+            return
+        if kind == "StasisStart":
+            self._stasis_start(event)
+
+    def _call_for(self, event: dict[str, Any]) -> Call | None:
+        for key in ("channel", "peer"):
+            item = event.get(key)
+            if isinstance(item, dict):
+                call = self._by_channel.get(str(item.get("id")))
+                if call is not None:
+                    return call
+        bridge = event.get("bridge")
+        if isinstance(bridge, dict):
+            call = self._by_bridge.get(str(bridge.get("id")))
+            if call is not None:
+                return call
+        for key in ("playback", "recording"):
+            item = event.get(key)
+            if isinstance(item, dict):
+                kind, _, target = str(item.get("target_uri", "")).partition(":")
+                found = (self._by_bridge if kind == "bridge" else self._by_channel).get(target)
+                if found is not None:
+                    return found
+        return None
+
+    def _stasis_start(self, event: dict[str, Any]) -> None:
+        channel = event.get("channel")
+        args = event.get("args")
+        if not isinstance(channel, dict) or not isinstance(channel.get("id"), str):
+            logger.warning("ignoring a StasisStart without a channel")
+            return
+        if not isinstance(args, list):
+            args = []
+        if args[:1] == ["dial"] and len(args) >= 2 and isinstance(args[1], str) and args[1]:
+            ring = self._ring_timeout(args[2] if len(args) > 2 else None)
+            call = Call(self, channel["id"], args[1], ring)
+            self.track_channel(channel["id"], call)
+            self._start_task(call, event)
+            return
+        # A callee of a call that already ended, or a Stasis() we don't understand.
+        if args[:1] == [CALLEE]:
+            self._detached(self._hangup(channel["id"]))
+        else:
+            logger.warning(
+                "channel %s entered the app with unknown arguments %s; sending it "
+                "on in the dialplan",
+                channel.get("name"),
+                args,
+            )
+            self._detached(self._continue(channel["id"], "INVALIDARGS"))
+
+    def _ring_timeout(self, raw: object) -> float:
+        limits = self.settings.timeouts
+        try:
+            value = float(str(raw))
+        except ValueError:
+            return limits.ring_default
+        if value <= 0:
+            return limits.ring_default
+        return min(value, limits.ring_max)
+
+    def _detached(self, coroutine: Any) -> None:
+        task = asyncio.create_task(coroutine)
+        self._stray.add(task)
+        task.add_done_callback(self._stray.discard)
+
+    async def _hangup(self, channel_id: str) -> None:
+        if self.gateway is not None:
+            try:
+                await self.gateway.hangup(channel_id)
+            except (AriError, AriUnavailable) as exc:
+                logger.debug("hangup of %s: %s", channel_id, exc)
+
+    async def _continue(self, channel_id: str, status: str) -> None:
+        if self.gateway is None:
+            return
+        try:
+            await self.gateway.set_variable(channel_id, "METAFLOWS_DIALSTATUS", status)
+            await self.gateway.continue_in_dialplan(channel_id)
+        except (AriError, AriUnavailable) as exc:
+            logger.debug("continue of %s: %s", channel_id, exc)
+
+    # -- reconnection ------------------------------------------------------------------------
+
+    async def on_connected(self, gateway: AriGateway, restarted: bool) -> None:
+        self.gateway = gateway
+        if restarted:
+            for call in list(self.calls.values()):
+                if call.task is not None:
+                    call.task.cancel()
+            return
+        await self.resync(gateway)
+
+    def on_disconnected(self) -> None:
+        self.gateway = None
+
+    async def resync(self, gateway: AriGateway) -> None:
+        application = await gateway.application()
+        live = {str(c) for c in application.get("channel_ids", [])}
+        for call in list(self.calls.values()):
+            for role, leg in call.legs.items():
+                if not leg.gone and leg.channel_id not in live:
+                    call.submit({"type": "_gone", "role": role})
+        unknown = live - set(self._by_channel)
+        if not unknown:
+            return
+        channels = {c["id"]: c for c in await gateway.channels() if c.get("id") in unknown}
+        for bridge in await gateway.bridges():
+            members = [m for m in bridge.get("channels", []) if m in channels]
+            if len(members) == 2 and len(bridge.get("channels", [])) == 2:
+                self._adopt(bridge["id"], [channels[m] for m in members])
+                unknown -= set(members)
+        for channel_id in unknown:
+            if channel_id in channels:
+                logger.warning(
+                    "hanging up %s: in the app but no call knows it",
+                    channels[channel_id].get("name"),
+                )
+                await self._hangup(channel_id)
+
+    def _adopt(self, bridge_id: str, snapshots: list[dict[str, Any]]) -> None:
+        """Two of our channels bridged together: a call that survived our restart."""
+        first, second = sorted(snapshots, key=lambda c: str(c.get("creationtime", "")))
+        call = Call(self, first["id"], "", self.settings.timeouts.ring_default)
+        call.legs[CALLER] = Leg(CALLER, first["id"], first.get("name", ""), "Up", in_stasis=True)
+        call.legs[CALLEE] = Leg(
+            CALLEE, second["id"], second.get("name", ""), "Up", in_stasis=True, answered=True
+        )
+        call.bridge_id = bridge_id
+        call.phase = "connected"
+        for snapshot in (first, second):
+            self.track_channel(snapshot["id"], call)
+        self.track_bridge(bridge_id, call)
+        self._start_task(call, None)
+        call.submit({"type": "_adopted", "snapshots": [first, second]})
+        logger.info(
+            "call %s: adopted after resync (%s ↔ %s)",
+            call.id,
+            first.get("name"),
+            second.get("name"),
+        )
+
+    def record_match(self, call: Call, owner: str, match: Match) -> None:
+        identity = call.legs[owner].identity
+        self.history.append(
+            {
+                "time": time.time(),
+                "call_id": call.id,
+                "account_id": identity.account_id if identity else None,
+                "owner": owner,
+                "leg": match.leg,
+                "collected": match.collected,
+                "key": match.key,
+                "kind": match.kind,
+                "module": match.node.module,
+                "captures": list(match.captures),
+            }
+        )
+
+    # -- metaflows changes -------------------------------------------------------------------
+
+    def _metaflows_changed(self, account: str | None) -> None:
+        for call in self.calls.values():
+            if any(
+                leg.identity is not None and (account is None or leg.identity.account_id == account)
+                for leg in call.legs.values()
+            ):
+                call.submit({"type": "_refresh", "account": account})
+
+    # -- the channels API --------------------------------------------------------------------
+
+    def legs_of_account(self, account_id: str) -> list[dict[str, Any]]:
+        found = []
+        for call in self.calls.values():
+            for role, leg in call.legs.items():
+                if not leg.gone and leg.identity and leg.identity.account_id == account_id:
+                    found.append(call.describe(role))
+        return found
+
+    def leg(self, account_id: str, channel_id: str) -> tuple[Call, str]:
+        call = self._by_channel.get(channel_id)
+        if call is not None:
+            for role, leg in call.legs.items():
+                if (
+                    leg.channel_id == channel_id
+                    and not leg.gone
+                    and leg.identity is not None
+                    and leg.identity.account_id == account_id
+                ):
+                    return call, role
+        raise NotFound(f"no live channel {channel_id} in this account")
+
+    def run_node(self, account_id: str, channel_id: str, node: Node) -> str:
+        """Run a metaflow node on a live leg, as if its owner had pressed the code."""
+        call, role = self.leg(account_id, channel_id)
+        if self.gateway is None:
+            raise AsteriskUnavailable("not connected to Asterisk")
+        call.submit({"type": "_run", "node": node, "role": role})
+        return call.id
+
+    async def close(self) -> None:
+        """Stop tracking calls (they continue in Asterisk; a restart adopts them)."""
+        tasks = [c.task for c in self.calls.values() if c.task is not None]
+        tasks += list(self._stray)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
