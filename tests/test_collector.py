@@ -43,7 +43,7 @@ def test_star_nine_fires_at_once_because_nothing_longer_can_match() -> None:
 
 def test_star_two_digits_waits_for_the_timeout_then_captures() -> None:
     c = collector(**SEED)
-    outcome, now = press(c, "*21234")
+    outcome, _ = press(c, "*21234")
     assert outcome is None
     assert c.deadline is not None
     assert c.on_timeout(c.deadline - 0.001) is None

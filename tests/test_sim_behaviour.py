@@ -529,3 +529,25 @@ async def test_rejected_local_callee_is_hung_up_without_a_busy_status(
         "ChannelDestroyed",
     ]
     assert all(e.get("channel", {}).get("state") != "Up" for e in mine)
+
+
+async def test_playbacks_on_one_target_play_in_turn(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    _, _, bridge = await bridged_call(sim, ari)
+    await ari.request("POST", f"/bridges/{bridge['id']}/play", media="sound:one")
+    await ari.request("POST", f"/bridges/{bridge['id']}/play", media="sound:two")
+    alice = SimPhone(sim.core, sim.core.phones["alice"])
+    await alice.wait_hears("playback", "sound:one")
+    await alice.wait_hears("playback", "sound:two")
+    await alice.wait_hears("party", "bob")
+    await ari.wait_event("PlaybackFinished", lambda e: e["playback"]["media_uri"] == "sound:two")
+    started = [e["playback"]["media_uri"] for e in ari.events if e["type"] == "PlaybackStarted"]
+    finished = [e["type"] for e in ari.events if e["type"].startswith("Playback")]
+    assert started == ["sound:one", "sound:two"]
+    assert finished == [
+        "PlaybackStarted",
+        "PlaybackFinished",
+        "PlaybackStarted",
+        "PlaybackFinished",
+    ]

@@ -854,7 +854,8 @@ class SimulatedAsterisk:
         )
         self.playbacks[playback.id] = playback
         target.playbacks.append(playback)
-        self._later(0.001, lambda: self._start_playback(playback))
+        if target.playbacks[0] is playback:  # playbacks on one target play one after another
+            self._later(0.001, lambda: self._start_playback(playback))
         self._touch()
         return playback
 
@@ -898,8 +899,13 @@ class SimulatedAsterisk:
         if playback.timer is not None:
             playback.timer.cancel()
         playback.state = state
-        if playback in playback.target.playbacks:
-            playback.target.playbacks.remove(playback)
+        queue = playback.target.playbacks
+        was_first = bool(queue) and queue[0] is playback
+        if playback in queue:
+            queue.remove(playback)
+        if was_first and queue and not getattr(playback.target, "gone", False):
+            following = queue[0]
+            self._later(0.001, lambda: self._start_playback(following))
         self.playbacks.pop(playback.id, None)
         self._emit(self._playback_apps(playback), "PlaybackFinished", playback=playback.json())
         if isinstance(playback.target, Bridge):

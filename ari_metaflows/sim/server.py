@@ -44,6 +44,7 @@ class AriServer:
         self.username = username
         self.password = password
         self.websockets: set[web.WebSocketResponse] = set()
+        self.websocket_auth: list[str] = []  # "header" or "query", per websocket opened
         self.app = web.Application(middlewares=[self._middleware])
         self.app.router.add_get("/ari/api-docs/resources.json", self._resources)
         self.app.router.add_get("/ari/api-docs/{resource}.json", self._declaration)
@@ -174,6 +175,7 @@ class AriServer:
         if not apps:
             return _error(400, "Missing param app")
         subscribe_all = request.query.get("subscribeAll", "false").lower() in _TRUE
+        self.websocket_auth.append("query" if "api_key" in request.query else "header")
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
         self.websockets.add(ws)

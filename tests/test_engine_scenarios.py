@@ -1,0 +1,415 @@
+"""The call engine end to end: dial mode, collectors, metaflows, faults (SPEC §2-§6, §8).
+
+The engine runs in-process with a real PostgreSQL against the harness driver — the simulator,
+or a real Asterisk when ARI_URL is set (simulator-only checks are skipped there).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
+from ari_metaflows.calls.engine import CallEngine, EngineSettings
+from ari_metaflows.db.database import Database
+from ari_metaflows.metaflows.documents import validate_document
+from ari_metaflows.metaflows.resolver import MetaflowResolver
+from ari_metaflows.metaflows.store import MetaflowStore, Owner
+from ari_metaflows.sim import KeyTiming
+from ari_metaflows.testing.scenario import (
+    Driver,
+    SimDriver,
+    driver_from_environment,
+)
+from ari_metaflows.testing.scenario import (
+    Owner as PhoneOwner,
+)
+
+ACCOUNT = "acc1"
+
+
+@dataclass
+class Service:
+    driver: Driver
+    store: MetaflowStore
+    engine: CallEngine
+    ari: AriConnection
+    task: asyncio.Task[None]
+
+    async def document(self, owner: Owner, **fields: Any) -> None:
+        await self.store.put(owner, validate_document(fields))
+
+    def matches(self) -> list[dict[str, Any]]:
+        return list(self.engine.history)
+
+    async def wait_matches(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while len(self.engine.history) < count:
+                await asyncio.sleep(0.01)
+        return self.matches()
+
+    async def wait_no_calls(self, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while self.engine.calls:
+                await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def driver() -> AsyncIterator[Driver]:
+    async with driver_from_environment() as running:
+        yield running
+
+
+async def start_service(driver: Driver, database_url: str, db: Database) -> Service:
+    store = MetaflowStore(db)
+    resolver = MetaflowResolver(store, listen_url=database_url)
+    await resolver.start()
+    engine = CallEngine(
+        EngineSettings(
+            app=driver.app, default_account=driver.default_account, transfer_context="default"
+        ),
+        resolver,
+    )
+    ari = AriConnection(
+        url=driver.ari_url,
+        username=driver.ari_username,
+        password=driver.ari_password,
+        app=driver.app,
+        route=engine.route,
+        on_connected=engine.on_connected,
+        on_disconnected=engine.on_disconnected,
+        backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
+    )
+    task = asyncio.create_task(ari.run_forever())
+    await asyncio.wait_for(ari.connected.wait(), 10)
+    return Service(driver, store, engine, ari, task)
+
+
+async def stop_service(service: Service) -> None:
+    service.task.cancel()
+    await asyncio.gather(service.task, return_exceptions=True)
+    await service.engine.close()
+    await service.engine.resolver.stop()
+
+
+@pytest.fixture
+async def service(driver: Driver, database_url: str, db: Database) -> AsyncIterator[Service]:
+    running = await start_service(driver, database_url, db)
+    yield running
+    await stop_service(running)
+
+
+def sim_only(driver: Driver) -> SimDriver:
+    if not isinstance(driver, SimDriver):
+        pytest.skip("needs the simulator")
+    return driver
+
+
+async def connected_call(
+    service: Service,
+    caller: str = "alice",
+    callee: str = "bob",
+    caller_user: str | None = "u-alice",
+) -> tuple[Any, Any]:
+    driver = service.driver
+    alice = driver.add_phone(caller, PhoneOwner(account=ACCOUNT, user=caller_user))
+    bob = driver.add_phone(callee)
+    await driver.call(alice, bob)
+    await bob.answer()
+    await alice.wait_hears("party", callee)
+    await bob.wait_hears("party", caller)
+    async with asyncio.timeout(5):
+        while not any(c.phase == "connected" for c in service.engine.calls.values()):
+            await asyncio.sleep(0.01)
+    return alice, bob
+
+
+FAST = KeyTiming(duration_ms=60, gap_ms=40)
+
+# -- dial mode -------------------------------------------------------------------------------
+
+
+async def test_dial_mode_bridges_both_legs_with_dtmf_events(service: Service) -> None:
+    alice, bob = await connected_call(service)
+    if isinstance(service.driver, SimDriver):
+        requests = service.driver.sim.core.requests
+        bridges = [q for m, p, q in requests if m == "POST" and p == "/ari/bridges"]
+        assert bridges == [{"type": "mixing,dtmf_events", "bridgeId": bridges[0]["bridgeId"]}]
+        creates = [q for m, p, q in requests if p == "/ari/channels/create"]
+        assert creates[0]["endpoint"] == "PJSIP/bob"
+        assert creates[0]["app"] == "metaflows"
+    await alice.hangup()
+    await bob.wait_idle()
+    await service.wait_no_calls()
+
+
+async def test_callee_hanging_up_ends_the_call_cleanly(service: Service) -> None:
+    alice, bob = await connected_call(service)
+    await bob.hangup()
+    await alice.wait_idle()
+    await service.wait_no_calls()
+    if isinstance(service.driver, SimDriver):
+        core = service.driver.sim.core
+        await core.wait_for(lambda: not core.channels and not core.bridges)
+
+
+async def test_busy_callee_sends_the_caller_on_with_dialstatus(service: Service) -> None:
+    driver = sim_only(service.driver)
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    channel = alice.phone.channel
+    await bob.reject()
+    await alice.wait_idle()
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "BUSY"
+    assert channel.history[-1] == "(end)"  # continued after Stasis(), then the dialplan ended
+    await service.wait_no_calls()
+
+
+async def test_ring_timeout_gives_noanswer(service: Service) -> None:
+    driver = sim_only(service.driver)
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob, ring_timeout=1)
+    channel = alice.phone.channel
+    await bob.phone.wait_ringing()
+    await alice.wait_idle(timeout=5)
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "NOANSWER"
+    assert bob.phone.channel is None
+
+
+async def test_caller_hanging_up_while_ringing_stops_the_callee(service: Service) -> None:
+    driver = sim_only(service.driver)
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    await bob.phone.wait_ringing()
+    await alice.hangup()
+    await bob.wait_idle()
+    await service.wait_no_calls()
+    assert not driver.sim.core.channels
+
+
+# -- codes ------------------------------------------------------------------------------------
+
+
+async def test_star_nine_runs_at_once_and_plays_to_both(service: Service) -> None:
+    await service.document(
+        Owner.user(ACCOUNT, "u-alice"),
+        numbers={"9": {"module": "play", "data": {"id": "beep"}}},
+        patterns={"2(\\d+)": {"module": "hangup"}},
+    )
+    alice, bob = await connected_call(service)
+    loop = asyncio.get_running_loop()
+    await alice.press("*9", FAST)
+    pressed = loop.time()
+    (match,) = await service.wait_matches(1)
+    assert loop.time() - pressed < 0.5  # early match: no 800 ms wait
+    assert (match["key"], match["module"], match["leg"]) == ("9", "play", "caller")
+    await bob.wait_hears("playback", "sound:beep")
+    await alice.wait_hears("party", "bob", timeout=3)
+
+
+async def test_pattern_waits_for_the_timeout_and_captures(service: Service) -> None:
+    await service.document(
+        Owner.account(ACCOUNT),
+        numbers={"9": {"module": "play", "data": {"id": "beep"}}},
+        patterns={"2(\\d+)": {"module": "say", "data": {"text": "7", "type": "digits"}}},
+    )
+    alice, bob = await connected_call(service)
+    loop = asyncio.get_running_loop()
+    await alice.press("*21234", FAST)
+    pressed = loop.time()
+    (match,) = await service.wait_matches(1)
+    assert loop.time() - pressed >= 0.7  # waited for the 800 ms digit timeout
+    assert match["captures"] == ["1234"]
+    assert match["collected"] == "21234"
+    await bob.wait_hears("playback", "digits:7")
+
+
+async def test_no_match_does_nothing(service: Service) -> None:
+    await service.document(Owner.account(ACCOUNT), numbers={"9": {"module": "hangup"}})
+    alice, _ = await connected_call(service)
+    await alice.press("*77", FAST)
+    await asyncio.sleep(1.0)
+    assert service.matches() == []
+    await alice.wait_hears("party", "bob")
+    assert len(service.engine.calls) == 1
+
+
+async def test_listen_on_peer_hears_the_other_party(service: Service) -> None:
+    await service.document(
+        Owner.user(ACCOUNT, "u-alice"),
+        listen_on="peer",
+        numbers={"9": {"module": "play", "data": {"id": "beep", "leg": "self"}}},
+    )
+    alice, bob = await connected_call(service)
+    await alice.press("*9", FAST)
+    await asyncio.sleep(0.3)
+    assert service.matches() == []  # alice's own digits are not listened to
+    await bob.press("*9", FAST)
+    (match,) = await service.wait_matches(1)
+    assert (match["owner"], match["leg"]) == ("caller", "callee")
+    await bob.wait_hears("playback", "sound:beep")  # `self` is the presser: bob
+    assert (await alice.hears()) in (None, ("party", "bob"))
+
+
+async def test_two_owners_have_independent_collectors(service: Service) -> None:
+    await service.document(
+        Owner.user(ACCOUNT, "u-alice"), numbers={"1": {"module": "play", "data": {"id": "a"}}}
+    )
+    await service.document(Owner.device(ACCOUNT, "bob"), numbers={"2": {"module": "hangup"}})
+    alice, bob = await connected_call(service)
+    await alice.press("*2", FAST)  # bob's code: not alice's
+    await asyncio.sleep(1.0)
+    assert service.matches() == []
+    await bob.press("*2", FAST)
+    (match,) = await service.wait_matches(1)
+    assert (match["owner"], match["module"]) == ("callee", "hangup")
+    await bob.wait_idle()
+    await alice.wait_idle()
+
+
+async def test_user_over_device_over_account(service: Service) -> None:
+    await service.document(Owner.account(ACCOUNT), numbers={"5": {"module": "hangup"}})
+    await service.document(Owner.device(ACCOUNT, "alice"), numbers={"5": {"module": "break"}})
+    await service.document(
+        Owner.user(ACCOUNT, "u-alice"), numbers={"5": {"module": "play", "data": {"id": "x"}}}
+    )
+    alice, _ = await connected_call(service)
+    await alice.press("*5", FAST)
+    (match,) = await service.wait_matches(1)
+    assert match["module"] == "play"
+
+
+async def test_a_changed_metaflow_applies_to_the_next_code(service: Service) -> None:
+    await service.document(
+        Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
+    )
+    alice, bob = await connected_call(service)
+    await alice.press("*9", FAST)
+    await service.wait_matches(1)
+    await service.document(Owner.account(ACCOUNT), numbers={"9": {"module": "hangup"}})
+    await asyncio.sleep(0.2)
+    await alice.press("*9", FAST)
+    matches = await service.wait_matches(2)
+    assert matches[1]["module"] == "hangup"
+    await alice.wait_idle()
+    await bob.wait_idle()
+
+
+async def test_a_leg_without_account_has_no_collector(service: Service, driver: Driver) -> None:
+    service.engine.default_account = None
+    sim_only(driver)
+    await service.document(Owner.account(ACCOUNT), numbers={"9": {"module": "hangup"}})
+    alice = driver.add_phone("alice", PhoneOwner())
+    bob = driver.add_phone("bob", PhoneOwner())
+    await driver.call(alice, bob)
+    await bob.answer()
+    await alice.wait_hears("party", "bob")
+    await alice.press("*9", FAST)
+    await asyncio.sleep(0.5)
+    assert service.matches() == []
+
+
+# -- faults -----------------------------------------------------------------------------------
+
+
+async def test_codes_work_after_the_websocket_drops_and_returns(service: Service) -> None:
+    driver = sim_only(service.driver)
+    await service.document(
+        Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
+    )
+    alice, bob = await connected_call(service)
+    await driver.sim.drop_websockets()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.ari.connected.wait(), 5)
+    await alice.press("*9", FAST)
+    await service.wait_matches(1)
+    await bob.wait_hears("playback", "sound:beep")
+    assert service.ari.reconnects >= 1
+
+
+async def test_a_call_that_ended_during_the_gap_is_cleaned_up(service: Service) -> None:
+    driver = sim_only(service.driver)
+    alice, bob = await connected_call(service)
+    service.ari.backoff = ReconnectBackoff(initial=0.3, maximum=0.3)
+    await driver.sim.drop_websockets()
+    await bob.hangup()  # nobody hears this
+    await asyncio.sleep(0.05)
+    assert service.engine.calls  # still believed alive
+    await asyncio.wait_for(service.ari.connected.wait(), 5)
+    await service.wait_no_calls()
+    await alice.wait_idle()  # the engine hung up the orphaned caller
+    assert not driver.sim.core.bridges
+
+
+async def test_asterisk_restart_drops_every_call(service: Service) -> None:
+    driver = sim_only(service.driver)
+    await connected_call(service)
+    await driver.sim.restart()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.ari.connected.wait(), 5)
+    await service.wait_no_calls()
+
+
+async def test_bad_events_and_digit_storms_break_nothing(service: Service) -> None:
+    await service.document(
+        Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
+    )
+    alice, bob = await connected_call(service)
+    for junk in [
+        {},
+        {"type": 5},
+        {"type": "StasisStart"},
+        {"type": "StasisStart", "channel": "x", "args": "dial"},
+        {"type": "StasisStart", "channel": {"id": None}},
+        {"type": "ChannelDtmfReceived", "channel": {"id": "nope"}, "digit": "1"},
+        {"type": "Dial", "peer": [1, 2]},
+        {"type": "SomethingNew", "channel": {"id": "x"}},
+        {"type": "PlaybackFinished", "playback": {"target_uri": 7}},
+    ]:
+        service.engine.route(junk)
+    call = next(iter(service.engine.calls.values()))
+    caller_id = call.legs["caller"].channel_id
+    for digit in "1234567890#" * 20:  # a storm of digits on the caller's leg
+        service.engine.route(
+            {"type": "ChannelDtmfReceived", "channel": {"id": caller_id}, "digit": digit}
+        )
+    service.engine.route(
+        {"type": "ChannelDtmfReceived", "channel": {"id": caller_id}, "digit": "xx"}
+    )
+    await asyncio.sleep(0.2)
+    assert service.matches() == []
+    await alice.press("*9", FAST)
+    await service.wait_matches(1)
+    await bob.wait_hears("playback", "sound:beep")
+
+
+async def test_calls_survive_a_service_restart_and_are_adopted(
+    driver: Driver, database_url: str, db: Database
+) -> None:
+    sim_only(driver)
+    first = await start_service(driver, database_url, db)
+    await first.document(
+        Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
+    )
+    alice, bob = await connected_call(first)
+    await stop_service(first)  # our process "restarts"; the call goes on in Asterisk
+    await alice.wait_hears("party", "bob")
+    second = await start_service(driver, database_url, db)
+    try:
+        assert len(second.engine.calls) == 1
+        await alice.press("*9", FAST)
+        await second.wait_matches(1)
+        await bob.wait_hears("playback", "sound:beep")
+        await alice.hangup()
+        await bob.wait_idle()
+    finally:
+        await stop_service(second)

@@ -1,0 +1,204 @@
+"""Leg identity (SPEC §3), the ARI gateway's manners, and the live channels API (SPEC §7)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ari_metaflows.api.context import ApiContext
+from ari_metaflows.api.server import create_app
+from ari_metaflows.auth.tokens import TokenStore
+from ari_metaflows.calls.identity import endpoint_name, identity_of
+from ari_metaflows.db.database import Database
+from ari_metaflows.metaflows.resolver import LegIdentity
+from ari_metaflows.metaflows.store import Owner
+from ari_metaflows.testing.scenario import SimDriver
+
+from .conftest import ADMIN_TOKEN
+from .test_engine_scenarios import (
+    ACCOUNT,
+    FAST,
+    Service,
+    connected_call,
+    start_service,
+    stop_service,
+)
+
+ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
+
+
+async def no_variables(name: str) -> str | None:
+    raise AssertionError("channelvars were in the snapshot: no request needed")
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("PJSIP/alice-0000001a", "alice"),
+        ("PJSIP/sip-trunk.1-000000ff", "sip-trunk.1"),
+        ("Local/1234@default-00000002;1", "1234"),
+        ("Snoop/1234-00000000", None),
+        ("garbage", None),
+    ],
+)
+def test_endpoint_name(name: str, expected: str | None) -> None:
+    assert endpoint_name(name) == expected
+
+
+async def test_identity_from_channelvars_with_endpoint_as_device() -> None:
+    snapshot = {
+        "name": "PJSIP/alice-0000001a",
+        "channelvars": {
+            "METAFLOWS_ACCOUNT_ID": "acc1",
+            "METAFLOWS_USER_ID": "u1",
+            "METAFLOWS_DEVICE_ID": "",
+        },
+    }
+    assert await identity_of(snapshot, None, no_variables) == LegIdentity("acc1", "u1", "alice")
+
+
+async def test_identity_default_account_and_none_without_one() -> None:
+    snapshot = {"name": "PJSIP/bob-00000001", "channelvars": {"METAFLOWS_ACCOUNT_ID": ""}}
+    assert await identity_of(snapshot, "dflt", no_variables) == LegIdentity("dflt", None, "bob")
+    assert await identity_of(snapshot, None, no_variables) is None
+
+
+async def test_identity_rejects_junk_ids_and_falls_back_to_variables() -> None:
+    asked: list[str] = []
+
+    async def read(name: str) -> str | None:
+        asked.append(name)
+        return {"METAFLOWS_ACCOUNT_ID": "acc9", "METAFLOWS_DEVICE_ID": "bad id!"}.get(name)
+
+    identity = await identity_of({"name": "PJSIP/carol-00000003"}, None, read)
+    assert identity == LegIdentity("acc9", None, "carol")
+    assert asked == ["METAFLOWS_ACCOUNT_ID", "METAFLOWS_USER_ID", "METAFLOWS_DEVICE_ID"]
+
+
+# -- with the engine -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sim_service(database_url: str, db: Database) -> AsyncIterator[Service]:
+    async with SimDriver() as driver:
+        service = await start_service(driver, database_url, db)
+        yield service
+        await stop_service(service)
+
+
+async def test_websocket_credentials_travel_in_a_header(sim_service: Service) -> None:
+    driver = sim_service.driver
+    assert isinstance(driver, SimDriver)
+    assert driver.sim.server.websocket_auth == ["header"]
+    queries = [q for _, _, q in driver.sim.core.requests]
+    assert all("api_key" not in q for q in queries)
+
+
+@pytest.fixture
+async def api(
+    sim_service: Service, db: Database, tokens: TokenStore
+) -> AsyncIterator[TestClient[Any, Any]]:
+    from ari_metaflows.auth.tokens import Authenticator
+
+    context = ApiContext(
+        store=sim_service.store,
+        authenticator=Authenticator(ADMIN_TOKEN, tokens),
+        readiness={},
+        engine=sim_service.engine,
+    )
+    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+        yield client
+
+
+async def test_channels_api_lists_and_acts_on_live_legs(
+    sim_service: Service, api: TestClient[Any, Any], tokens: TokenStore
+) -> None:
+    alice, bob = await connected_call(sim_service)
+    response = await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)
+    legs = (await response.json())["data"]
+    assert {leg["role"] for leg in legs} == {"caller", "callee"}
+    caller = next(leg for leg in legs if leg["role"] == "caller")
+    assert caller["user_id"] == "u-alice"
+    assert caller["phase"] == "connected"
+    callee_id = next(leg["id"] for leg in legs if leg["role"] == "callee")
+    assert caller["peer"] == callee_id
+
+    response = await api.get(f"/v2/accounts/{ACCOUNT}/channels/{caller['id']}", headers=ADMIN)
+    assert (await response.json())["data"]["device_id"] == "alice"
+
+    # POST: one module, Kazoo style
+    body = {"data": {"action": "play", "id": "beep", "leg": "peer"}}
+    response = await api.post(
+        f"/v2/accounts/{ACCOUNT}/channels/{caller['id']}", data=json.dumps(body), headers=ADMIN
+    )
+    assert response.status == 202
+    await bob.wait_hears("playback", "sound:beep")
+    assert (await alice.hears()) == ("party", "bob")
+
+    # PUT: a whole node with children
+    node = {
+        "action": "metaflow",
+        "data": {"module": "say", "data": {"text": "42"}, "children": {"_": {"module": "hangup"}}},
+    }
+    response = await api.put(
+        f"/v2/accounts/{ACCOUNT}/channels/{callee_id}", data=json.dumps(node), headers=ADMIN
+    )
+    assert response.status == 202
+    await bob.wait_idle(timeout=5)  # said 42 to both, then hung bob (the "presser") up
+    await alice.wait_idle()
+
+
+async def test_channels_api_errors(
+    sim_service: Service, api: TestClient[Any, Any], tokens: TokenStore
+) -> None:
+    await connected_call(sim_service)
+    legs = (await (await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)).json())["data"]
+    leg_id = legs[0]["id"]
+    url = f"/v2/accounts/{ACCOUNT}/channels/{leg_id}"
+    cases = [
+        ("GET", f"/v2/accounts/{ACCOUNT}/channels/unknown", None, 404),
+        ("GET", f"/v2/accounts/other/channels/{leg_id}", None, 404),  # foreign: not found
+        ("POST", url, {"data": {}}, 400),
+        ("POST", url, {"data": {"action": "tts", "text": "hi"}}, 400),
+        ("POST", url, {"data": {"action": "play"}}, 400),
+        ("POST", url, {"nodata": 1}, 400),
+        ("PUT", url, {"action": "other", "data": {"module": "hangup"}}, 400),
+        ("PUT", url, {"action": "metaflow", "data": {"module": "nope"}}, 400),
+    ]
+    for method, path, body, status in cases:
+        response = await api.request(
+            method, path, data=json.dumps(body) if body else None, headers=ADMIN
+        )
+        assert response.status == status, (method, path, body, await response.text())
+    assert (await api.get("/v2/accounts/other/channels", headers=ADMIN)).status == 200
+    _, secret = await tokens.create("other")
+    response = await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers={"X-Auth-Token": secret})
+    assert response.status == 403
+    assert sim_service.engine.history == type(sim_service.engine.history)()  # nothing ran
+
+
+async def test_put_runs_children_in_order(sim_service: Service, api: TestClient[Any, Any]) -> None:
+    await sim_service.document(Owner.account(ACCOUNT), numbers={"9": {"module": "hangup"}})
+    alice, bob = await connected_call(sim_service)
+    legs = (await (await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)).json())["data"]
+    caller = next(leg for leg in legs if leg["role"] == "caller")
+    node = {
+        "data": {
+            "action": "metaflow",
+            "module": "play",
+            "data": {"id": "beep"},
+            "children": {"_": {"module": "play", "data": {"id": "boop"}}},
+        }
+    }
+    response = await api.put(
+        f"/v2/accounts/{ACCOUNT}/channels/{caller['id']}", data=json.dumps(node), headers=ADMIN
+    )
+    assert response.status == 202
+    await bob.wait_hears("playback", "sound:beep")
+    await bob.wait_hears("playback", "sound:boop", timeout=3)
+    await alice.press("*9", FAST)
+    await alice.wait_idle()
