@@ -7,6 +7,7 @@ or a real Asterisk when ARI_URL is set (simulator-only checks are skipped there)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -100,6 +101,11 @@ async def stop_service(service: Service) -> None:
 async def service(driver: Driver, database_url: str, db: Database) -> AsyncIterator[Service]:
     running = await start_service(driver, database_url, db)
     yield running
+    # End the test's calls while the app still runs: a real Asterisk keeps the websocket
+    # session of an app that leaves calls behind (docs/asterisk-facts.md).
+    await driver.hang_up_all()
+    with contextlib.suppress(TimeoutError):
+        await running.wait_no_calls(timeout=3)
     await stop_service(running)
 
 
@@ -413,3 +419,14 @@ async def test_calls_survive_a_service_restart_and_are_adopted(
         await bob.wait_idle()
     finally:
         await stop_service(second)
+
+
+async def test_dial_refused_right_after_create_is_retried(service: Service) -> None:
+    """Seen on Asterisk 22: 409 "not in Stasis" for a dial just after the create."""
+    driver = sim_only(service.driver)
+    driver.sim.core.dial_refusals = 2
+    alice, bob = await connected_call(service)
+    dials = [p for m, p, _ in driver.sim.core.requests if p.endswith("/dial")]
+    assert len(dials) == 3
+    await alice.hangup()
+    await bob.wait_idle()

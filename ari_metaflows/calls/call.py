@@ -32,6 +32,7 @@ CALLER, CALLEE = "caller", "callee"
 FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 _CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
 BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
+DIAL_ATTEMPTS = 5
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Call:
         callee_id = f"mf-{uuid.uuid4().hex}"
         self.legs[CALLEE] = Leg(CALLEE, callee_id)
         self.engine.track_channel(callee_id, self)
+        step = "create"
         try:
             created = await gateway.create_channel(
                 self.dialstring,
@@ -146,12 +148,13 @@ class Call:
                 originator=caller.channel_id,
             )
             self.legs[CALLEE].name = created.get("name", "")
-            await gateway.dial(callee_id, caller=caller.channel_id)
+            step = "dial"
+            await self._dial(callee_id, caller.channel_id)
         except Gone:
             await self._end()
             return
         except AriError as exc:
-            logger.info("call %s: cannot dial %s: %s", self.id, self.dialstring, exc.message)
+            logger.info("call %s: cannot %s %s: %s", self.id, step, self.dialstring, exc.message)
             self.legs[CALLEE].gone = True
             await self._fail("CHANUNAVAIL")
             return
@@ -160,6 +163,19 @@ class Call:
             await self._safely(gateway.ring(caller.channel_id))
         caller.identity, caller.metaflows = await self._owner_of(snapshot)
         logger.info("call %s: %s → %s", self.id, caller.name, self.dialstring)
+
+    async def _dial(self, callee_id: str, caller_id: str) -> None:
+        """Asterisk 22 sometimes answers 409 "not in Stasis" to a dial right after the create
+        (the new channel's Stasis control is not ready yet): try again briefly."""
+        gateway = self.engine.gateway_or_raise()
+        for attempt in range(DIAL_ATTEMPTS):
+            try:
+                await gateway.dial(callee_id, caller=caller_id)
+                return
+            except AriError as exc:
+                if exc.status != 409 or attempt == DIAL_ATTEMPTS - 1 or isinstance(exc, Gone):
+                    raise
+                await asyncio.sleep(0.02 * (attempt + 1))
 
     async def _owner_of(
         self, snapshot: dict[str, Any]

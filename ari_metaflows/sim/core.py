@@ -158,6 +158,9 @@ class SimulatedAsterisk:
         self.startup_time = time.time()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query)
         self.event_log: list[dict[str, Any]] = []  # every event sent to an application
+        # Asterisk 22 sometimes refuses a dial right after the create (409, not in Stasis
+        # yet); tests set how many of the next dials to refuse that way.
+        self.dial_refusals = 0
         self._ids = itertools.count(1)
         self._names = itertools.count(1)
         self._changed = asyncio.Event()
@@ -460,6 +463,9 @@ class SimulatedAsterisk:
     def dial(self, channel: Channel, caller_id: str | None, timeout: int) -> None:
         if channel.dial_started or channel.state != "Down" or channel.create_app is None:
             raise SimError(409, "Channel cannot be dialed.")
+        if self.dial_refusals > 0:
+            self.dial_refusals -= 1
+            raise SimError(409, "Channel not in Stasis application")
         channel.dial_started = True
         channel.dial_caller = self.channels.get(caller_id) if caller_id else None
         if channel.tech == "Local":

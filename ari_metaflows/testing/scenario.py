@@ -11,8 +11,8 @@ one over ARI with Local channels and the test contexts of ``asterisk-conf/extens
   phone's far end lands in the driver's own ARI application, which answers or rejects it.
 
 On a real Asterisk a phone's owner ids can only be set on the calling side (originate
-variables); a called Local leg is identified by its extension (its device id) and the
-service's default account.
+variables, copied by the test context); a called Local leg is identified by its extension (its
+device id) and the service's default account.
 """
 
 from __future__ import annotations
@@ -133,6 +133,10 @@ class Driver(abc.ABC):
     @abc.abstractmethod
     async def app_connected(self) -> bool: ...
 
+    @abc.abstractmethod
+    async def hang_up_all(self) -> None:
+        """End every call this driver placed or answered (before the app under test stops)."""
+
     async def wait_app_connected(self, timeout: float = 10.0) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -206,6 +210,11 @@ class SimDriver(Driver):
     async def app_connected(self) -> bool:
         return self.sim.core.registered(self.app)
 
+    async def hang_up_all(self) -> None:
+        for phone in list(self.sim.core.phones.values()):
+            for channel in [c for c in phone.channels if not c.gone]:
+                self.sim.core.phone_hangs_up(phone, channel)
+
 
 # -- a real Asterisk ------------------------------------------------------------------------
 
@@ -272,7 +281,7 @@ class _RealPhone(TestPhone):
         partner = await self.driver.partner_of(self)
         if partner is None:
             return None
-        playing = self.driver.playing_for(partner)
+        playing = await self.driver.playing_for(partner)
         if playing is not None:
             return Hearing("playback", playing)
         parties = await self.driver.parties_with(partner)
@@ -331,13 +340,16 @@ class AsteriskDriver(Driver):
             if "@metaflows-test" in channel["name"]:
                 await self.request("DELETE", f"/channels/{channel['id']}")
 
-    async def __aexit__(self, *exc: object) -> None:
-        # Leave nothing behind: answered handsets and far ends still ringing.
+    async def hang_up_all(self) -> None:
         for phone in self.phones.values():
             for channel in [phone.handset, *phone.ringing]:
                 if channel is not None:
                     with contextlib.suppress(aiohttp.ClientError):
                         await self.request("DELETE", f"/channels/{channel}")
+        await self._clear_leftovers()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.hang_up_all()  # leave nothing behind
         if self._ws is not None:
             await self._ws.close()
         if self._reader is not None:
@@ -390,9 +402,16 @@ class AsteriskDriver(Driver):
         self, caller: TestPhone, callee: TestPhone, *, ring_timeout: int | None = None
     ) -> None:
         assert isinstance(caller, _RealPhone)
-        variables = {f"__{k}": v for k, v in caller.owner.variables().items()}
+        # Plain variables on the handset; the metaflows-test context IMPORT()s them into the
+        # owner variables of the leg the app sees (inheritance would reach the callee too).
+        owner = caller.owner
+        variables = {
+            "MF_ACCOUNT": owner.account or "",
+            "MF_USER": owner.user or "",
+            "MF_DEVICE": owner.device or caller.name,
+        }
         if ring_timeout is not None:
-            variables["__MF_RING_TIMEOUT"] = str(ring_timeout)
+            variables["MF_RING_TIMEOUT"] = str(ring_timeout)
         assert self._session is not None
         async with self._session.post(
             self.ari_url + "/ari/channels",
@@ -422,9 +441,14 @@ class AsteriskDriver(Driver):
         wanted = name[:-2] + (";1" if name.endswith(";2") else ";2")
         return next((c for c in channels if c["name"] == wanted), None)
 
-    def playing_for(self, channel: dict[str, Any]) -> str | None:
+    async def playing_for(self, channel: dict[str, Any]) -> str | None:
+        """A playback on the partner channel, or on the bridge it is in."""
+        targets = {f"channel:{channel['id']}"}
+        status, bridges = await self.request("GET", "/bridges")
+        if status == 200:
+            targets |= {f"bridge:{b['id']}" for b in bridges if channel["id"] in b["channels"]}
         for target, media in self._playbacks.values():
-            if target == f"channel:{channel['id']}":
+            if target in targets:
                 return media
         return None
 
@@ -436,9 +460,8 @@ class AsteriskDriver(Driver):
         names = {c["id"]: c["name"] for c in channels}
         for bridge in bridges:
             if channel["id"] in bridge["channels"]:
-                for target, media in self._playbacks.values():
-                    if target == f"bridge:{bridge['id']}":
-                        return None if media is None else [media]
+                if any(t == f"bridge:{bridge['id']}" for t, _ in self._playbacks.values()):
+                    return None  # hears() reports the bridge's playback itself
                 return [
                     self._phone_behind(names.get(member, ""))
                     for member in bridge["channels"]

@@ -63,6 +63,12 @@ class MiniDialApp:
             "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{caller},{callee}"
         )
 
+    async def _status(self, method: str, path: str, **params: Any) -> int:
+        assert self._session is not None
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        async with self._session.request(method, self.base + path, params=query) as response:
+            return response.status
+
     async def _run(self) -> None:
         """The reader only queues; a worker handles events in order (never block the reader)."""
         assert self._ws is not None
@@ -96,9 +102,13 @@ class MiniDialApp:
             )
             self.peer[channel["id"]] = callee["id"]
             self.peer[callee["id"]] = channel["id"]
-            await self._call(
-                "POST", f"/channels/{callee['id']}/dial", caller=channel["id"], timeout=timeout
-            )
+            for attempt in range(5):  # Asterisk 22 may refuse a dial just after the create
+                status = await self._status(
+                    "POST", f"/channels/{callee['id']}/dial", caller=channel["id"], timeout=timeout
+                )
+                if status != 409:
+                    break
+                await asyncio.sleep(0.02 * (attempt + 1))
             await self._call("POST", f"/channels/{channel['id']}/ring")
         elif kind == "StasisStart" and event["args"][:1] == ["callee"]:
             # A Local callee enters Stasis before it answers; a SIP one once it answered.
