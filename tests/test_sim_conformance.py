@@ -178,6 +178,29 @@ async def test_events_carry_every_field_real_asterisk_sends() -> None:
             assert_covers(candidates[0], theirs, event_type)
 
 
+async def bridged_sip_call(
+    sim: SimulatedAsteriskServer, ari: RawAri, bridge_type: str
+) -> tuple[Any, Any, dict[str, Any]]:
+    """The captures' setup: sipp calls in, the app dials sipp2 (answers at once), both bridged."""
+    sim.core.dialplan.add("default", "100", StasisApp("metaflows", ("100",)))
+    caller = sim.add_phone("sipp")
+    sim.add_phone("sipp2", on_call="answer", ring_first=False)
+    channel = caller.call("100")
+    await ari.wait_event("StasisStart")
+    await ari.request("POST", f"/channels/{channel.id}/answer")
+    _, callee = await ari.request(
+        "POST", "/channels/create", endpoint="PJSIP/sipp2", app="metaflows", appArgs="callee"
+    )
+    await ari.request("POST", f"/channels/{callee['id']}/dial", caller=channel.id)
+    await ari.wait_event("StasisStart", lambda e: e["args"] == ["callee"])
+    _, bridge = await ari.request("POST", "/bridges", type=bridge_type)
+    await ari.request(
+        "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{channel.id},{callee['id']}"
+    )
+    await ari.wait_event("ChannelEnteredBridge", lambda e: len(e["bridge"]["channels"]) == 2)
+    return caller, channel, callee
+
+
 @pytest.mark.parametrize(
     ("bridge_type", "capture"),
     [
@@ -193,26 +216,7 @@ async def test_sip_bridge_dtmf_events_match_the_captures(bridge_type: str, captu
         SimulatedAsteriskServer() as sim,
         RawAri(sim.url, sim.username, sim.password, "metaflows") as ari,
     ):
-        sim.core.dialplan.add("default", "100", StasisApp("metaflows", ("100",)))
-        caller = sim.add_phone("sipp")
-        sim.add_phone("sipp2", on_call="answer", ring_first=False)
-        channel = caller.call("100")
-        await ari.wait_event("StasisStart")
-        await ari.request("POST", f"/channels/{channel.id}/answer")
-        _, callee = await ari.request(
-            "POST",
-            "/channels/create",
-            endpoint="PJSIP/sipp2",
-            app="metaflows",
-            appArgs="callee",
-        )
-        await ari.request("POST", f"/channels/{callee['id']}/dial", caller=channel.id)
-        await ari.wait_event("StasisStart", lambda e: e["args"] == ["callee"])
-        _, bridge = await ari.request("POST", "/bridges", type=bridge_type)
-        await ari.request(
-            "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{channel.id},{callee['id']}"
-        )
-        await ari.wait_event("ChannelEnteredBridge", lambda e: len(e["bridge"]["channels"]) == 2)
+        caller, channel, _ = await bridged_sip_call(sim, ari, bridge_type)
         await caller.press("123")
         await caller.hangup()
         await ari.wait_event("StasisEnd", lambda e: e["channel"]["id"] == channel.id)
@@ -251,26 +255,7 @@ async def test_created_channel_and_hangup_sequences_match_the_capture() -> None:
         SimulatedAsteriskServer() as sim,
         RawAri(sim.url, sim.username, sim.password, "metaflows") as ari,
     ):
-        sim.core.dialplan.add("default", "100", StasisApp("metaflows", ("100",)))
-        caller = sim.add_phone("sipp")
-        sim.add_phone("sipp2", on_call="answer", ring_first=False)
-        channel = caller.call("100")
-        await ari.wait_event("StasisStart")
-        await ari.request("POST", f"/channels/{channel.id}/answer")
-        _, callee = await ari.request(
-            "POST",
-            "/channels/create",
-            endpoint="PJSIP/sipp2",
-            app="metaflows",
-            appArgs="callee",
-        )
-        await ari.request("POST", f"/channels/{callee['id']}/dial", caller=channel.id)
-        await ari.wait_event("StasisStart", lambda e: e["args"] == ["callee"])
-        _, bridge = await ari.request("POST", "/bridges", type="mixing,dtmf_events")
-        await ari.request(
-            "POST", f"/bridges/{bridge['id']}/addChannel", channel=f"{channel.id},{callee['id']}"
-        )
-        await ari.wait_event("ChannelEnteredBridge", lambda e: len(e["bridge"]["channels"]) == 2)
+        caller, channel, callee = await bridged_sip_call(sim, ari, "mixing,dtmf_events")
         await caller.hangup()
         await ari.wait_event("StasisEnd", lambda e: e["channel"]["id"] == channel.id)
         await ari.request("DELETE", f"/channels/{callee['id']}")
