@@ -1,0 +1,21 @@
+# ari-metaflows service image. Build: docker build -t ari-metaflows .
+FROM python:3.11-slim-bookworm
+
+# Run unprivileged. In containers METAFLOWS_DATABASE_URL points at a real PostgreSQL.
+RUN useradd --create-home --uid 10001 metaflows
+WORKDIR /app
+
+# Dependencies first (cached layer), pinned by requirements.lock.
+COPY pyproject.toml requirements.lock README.md ./
+COPY ari_metaflows ./ari_metaflows
+COPY migrations ./migrations
+RUN pip install --no-cache-dir -c requirements.lock .
+
+USER metaflows
+ENV METAFLOWS_API_LISTEN=0.0.0.0:8000 \
+    PYTHONUNBUFFERED=1
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --retries=3 \
+  CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2)" || exit 1
+ENTRYPOINT ["ari-metaflows"]
+CMD ["serve"]
