@@ -12,7 +12,7 @@ from aiohttp import web
 
 from .api.context import ApiContext
 from .api.server import create_app
-from .ari.connection import AriConnection
+from .ari.connection import AriConnection, ReconnectBackoff
 from .auth.tokens import Authenticator, TokenStore
 from .calls.engine import CallEngine, EngineSettings
 from .config import Settings
@@ -42,6 +42,35 @@ class Service:
         await self.db.close()
 
 
+def call_side(
+    *,
+    app: str,
+    ari_url: str,
+    username: str,
+    password: str,
+    resolver: MetaflowResolver,
+    default_account: str | None,
+    transfer_context: str,
+    backoff: ReconnectBackoff | None = None,
+) -> tuple[CallEngine, AriConnection]:
+    """The call engine and the ARI connection that feeds it."""
+    engine = CallEngine(
+        EngineSettings(app=app, default_account=default_account, transfer_context=transfer_context),
+        resolver,
+    )
+    ari = AriConnection(
+        url=ari_url,
+        username=username,
+        password=password,
+        app=app,
+        route=engine.route,
+        on_connected=engine.on_connected,
+        on_disconnected=engine.on_disconnected,
+        backoff=backoff,
+    )
+    return engine, ari
+
+
 async def migrate(db: Database) -> list[str]:
     async with db.connection() as conn:
         return await apply_migrations(conn)
@@ -69,22 +98,14 @@ async def open_service(settings: Settings, database_url: str) -> Service:
         resolver = MetaflowResolver(store, listen_url=database_url)
         await resolver.start()
         tokens = TokenStore(db)
-        engine = CallEngine(
-            EngineSettings(
-                app=settings.ari_app,
-                default_account=settings.default_account_id,
-                transfer_context=settings.transfer_context,
-            ),
-            resolver,
-        )
-        ari = AriConnection(
-            url=settings.ari_url,
+        engine, ari = call_side(
+            app=settings.ari_app,
+            ari_url=settings.ari_url,
             username=settings.ari_username,
             password=settings.ari_password,
-            app=settings.ari_app,
-            route=engine.route,
-            on_connected=engine.on_connected,
-            on_disconnected=engine.on_disconnected,
+            resolver=resolver,
+            default_account=settings.default_account_id,
+            transfer_context=settings.transfer_context,
         )
 
         async def ari_ready() -> bool:

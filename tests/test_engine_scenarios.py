@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from ari_metaflows.app import call_side
 from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
-from ari_metaflows.calls.engine import CallEngine, EngineSettings
+from ari_metaflows.calls.engine import CallEngine
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.resolver import MetaflowResolver
@@ -69,20 +70,14 @@ async def start_service(driver: Driver, database_url: str, db: Database) -> Serv
     store = MetaflowStore(db)
     resolver = MetaflowResolver(store, listen_url=database_url)
     await resolver.start()
-    engine = CallEngine(
-        EngineSettings(
-            app=driver.app, default_account=driver.default_account, transfer_context="default"
-        ),
-        resolver,
-    )
-    ari = AriConnection(
-        url=driver.ari_url,
+    engine, ari = call_side(
+        app=driver.app,
+        ari_url=driver.ari_url,
         username=driver.ari_username,
         password=driver.ari_password,
-        app=driver.app,
-        route=engine.route,
-        on_connected=engine.on_connected,
-        on_disconnected=engine.on_disconnected,
+        resolver=resolver,
+        default_account=driver.default_account,
+        transfer_context="default",
         backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
     )
     task = asyncio.create_task(ari.run_forever())

@@ -865,10 +865,10 @@ class SimulatedAsterisk:
         self._touch()
         return playback
 
-    def _playback_apps(self, playback: Playback) -> set[str]:
-        if isinstance(playback.target, Bridge):
-            return set(playback.target.subscribers)
-        return playback.target.apps
+    @staticmethod
+    def _target_apps(target: Channel | Bridge) -> set[str]:
+        """The applications that hear about media on a channel or bridge."""
+        return set(target.subscribers) if isinstance(target, Bridge) else target.apps
 
     def _start_playback(self, playback: Playback) -> None:
         if playback.state != "queued":
@@ -878,7 +878,7 @@ class SimulatedAsterisk:
             self._finish_playback(playback, "failed")
             return
         playback.state = "playing"
-        self._emit(self._playback_apps(playback), "PlaybackStarted", playback=playback.json())
+        self._emit(self._target_apps(playback.target), "PlaybackStarted", playback=playback.json())
         playback.timer = self._later(
             self._media_duration(playback.media_uri), lambda: self._next_media(playback)
         )
@@ -890,7 +890,7 @@ class SimulatedAsterisk:
             playback.index += 1
             playback.state = "continuing"
             self._emit(
-                self._playback_apps(playback), "PlaybackContinuing", playback=playback.json()
+                self._target_apps(playback.target), "PlaybackContinuing", playback=playback.json()
             )
             playback.state = "playing"
             playback.timer = self._later(
@@ -913,7 +913,7 @@ class SimulatedAsterisk:
             following = queue[0]
             self._later(0.001, lambda: self._start_playback(following))
         self.playbacks.pop(playback.id, None)
-        self._emit(self._playback_apps(playback), "PlaybackFinished", playback=playback.json())
+        self._emit(self._target_apps(playback.target), "PlaybackFinished", playback=playback.json())
         if isinstance(playback.target, Bridge):
             self._record_heard(playback.target)
         self._touch()
@@ -951,18 +951,15 @@ class SimulatedAsterisk:
         self._touch()
         return recording
 
-    def _recording_apps(self, recording: LiveRecording) -> set[str]:
-        if isinstance(recording.target, Bridge):
-            return set(recording.target.subscribers)
-        return recording.target.apps
-
     def _start_recording(self, recording: LiveRecording, max_duration: int | None) -> None:
         if recording.state != "queued":
             return
         recording.state = "recording"
         recording.started = time.time()
         self._record_heard_one(recording)
-        self._emit(self._recording_apps(recording), "RecordingStarted", recording=recording.json())
+        self._emit(
+            self._target_apps(recording.target), "RecordingStarted", recording=recording.json()
+        )
         if max_duration:
             recording.timer = self._later(
                 max_duration, lambda: self._finish_recording(recording, "done")
@@ -1003,7 +1000,9 @@ class SimulatedAsterisk:
                 muted_seconds=recording.muted_seconds,
                 heard=frozenset(recording.heard),
             )
-        self._emit(self._recording_apps(recording), "RecordingFinished", recording=recording.json())
+        self._emit(
+            self._target_apps(recording.target), "RecordingFinished", recording=recording.json()
+        )
         self._touch()
 
     def require_live(self, name: str) -> LiveRecording:

@@ -352,9 +352,8 @@ class AriServer:
         channelId: str,
         media: str,
         lang: str | None = None,
-        offsetms: int | None = None,
-        skipms: int | None = None,
         playbackId: str | None = None,
+        **_unused: object,
     ) -> web.Response:
         channel = self.core.require_channel(channelId)
         playback = self.core.play(channel, media, lang, playbackId)
@@ -366,10 +365,8 @@ class AriServer:
         name: str,
         format: str,
         maxDurationSeconds: int | None = None,
-        maxSilenceSeconds: int | None = None,
         ifExists: str | None = None,
-        beep: bool | None = None,
-        terminateOn: str | None = None,
+        **_unused: object,
     ) -> web.Response:
         channel = self.core.require_channel(channelId)
         if channel.bridge is not None:
@@ -476,9 +473,8 @@ class AriServer:
         bridgeId: str,
         media: str,
         lang: str | None = None,
-        offsetms: int | None = None,
-        skipms: int | None = None,
         playbackId: str | None = None,
+        **_unused: object,
     ) -> web.Response:
         bridge = self.core.require_bridge(bridgeId)
         playback = self.core.play(bridge, media, lang, playbackId)
@@ -490,10 +486,8 @@ class AriServer:
         name: str,
         format: str,
         maxDurationSeconds: int | None = None,
-        maxSilenceSeconds: int | None = None,
         ifExists: str | None = None,
-        beep: bool | None = None,
-        terminateOn: str | None = None,
+        **_unused: object,
     ) -> web.Response:
         bridge = self.core.require_bridge(bridgeId)
         recording = self.core.record(bridge, name, format, maxDurationSeconds, ifExists)
