@@ -21,6 +21,7 @@ from .db.migrate import apply_migrations
 from .errors import DatastoreUnavailable
 from .metaflows.resolver import MetaflowResolver
 from .metaflows.store import MetaflowStore
+from .recordings import RecordingJournal, RecordingStore
 
 logger = logging.getLogger(__name__)
 
@@ -35,9 +36,12 @@ class Service:
     api: ApiContext
     engine: CallEngine
     ari: AriConnection
+    journal: RecordingJournal
 
     async def close(self) -> None:
         await self.engine.close()
+        await self.journal.flush(timeout=2.0)
+        await self.journal.close()
         await self.resolver.stop()
         await self.db.close()
 
@@ -51,12 +55,14 @@ def call_side(
     resolver: MetaflowResolver,
     default_account: str | None,
     transfer_context: str,
+    recordings: RecordingJournal | None = None,
     backoff: ReconnectBackoff | None = None,
 ) -> tuple[CallEngine, AriConnection]:
     """The call engine and the ARI connection that feeds it."""
     engine = CallEngine(
         EngineSettings(app=app, default_account=default_account, transfer_context=transfer_context),
         resolver,
+        recordings,
     )
     ari = AriConnection(
         url=ari_url,
@@ -98,6 +104,9 @@ async def open_service(settings: Settings, database_url: str) -> Service:
         resolver = MetaflowResolver(store, listen_url=database_url)
         await resolver.start()
         tokens = TokenStore(db)
+        recordings = RecordingStore(db)
+        journal = RecordingJournal(recordings, settings.data_dir / "recordings-journal.jsonl")
+        await journal.start()
         engine, ari = call_side(
             app=settings.ari_app,
             ari_url=settings.ari_url,
@@ -106,6 +115,7 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             resolver=resolver,
             default_account=settings.default_account_id,
             transfer_context=settings.transfer_context,
+            recordings=journal,
         )
 
         async def ari_ready() -> bool:
@@ -116,11 +126,13 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             authenticator=Authenticator(settings.admin_token, tokens),
             readiness={"database": db.ping, "asterisk": ari_ready},
             engine=engine,
+            recordings=recordings,
+            journal=journal,
         )
     except BaseException:
         await db.close()
         raise
-    return Service(settings, db, store, resolver, tokens, api, engine, ari)
+    return Service(settings, db, store, resolver, tokens, api, engine, ari, journal)
 
 
 async def serve(

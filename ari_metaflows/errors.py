@@ -78,6 +78,13 @@ class RevisionConflict(MetaflowsError):
     message = "conflicting revision"
 
 
+class Conflict(MetaflowsError):
+    """The resource is in a state that does not allow this (e.g. deleting a live recording)."""
+
+    status = 409
+    message = "conflict"
+
+
 class PayloadTooLarge(MetaflowsError):
     status = 413
     message = "request entity too large"

@@ -24,6 +24,7 @@ from ari_metaflows.db.database import Database
 from ari_metaflows.db.embedded import start_embedded_postgres
 from ari_metaflows.db.migrate import apply_migrations
 from ari_metaflows.metaflows.store import MetaflowStore
+from ari_metaflows.testing.scenario import Driver, driver_from_environment
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 TEMPLATE_DB = "metaflows_template"
@@ -69,6 +70,13 @@ async def database_url(pg_server_url: str) -> AsyncIterator[str]:
         await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def driver() -> AsyncIterator[Driver]:
+    """Where scenario tests place calls: the simulator, or a real Asterisk when ARI_URL is set."""
+    async with driver_from_environment() as running:
+        yield running
 
 
 @pytest.fixture

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,11 +23,11 @@ from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.resolver import MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
+from ari_metaflows.recordings import JournalTimeouts, RecordingJournal, RecordingStore
 from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.scenario import (
     Driver,
     SimDriver,
-    driver_from_environment,
 )
 from ari_metaflows.testing.scenario import (
     Owner as PhoneOwner,
@@ -41,6 +43,7 @@ class Service:
     engine: CallEngine
     ari: AriConnection
     task: asyncio.Task[None]
+    journal: RecordingJournal
 
     async def document(self, owner: Owner, **fields: Any) -> None:
         await self.store.put(owner, validate_document(fields))
@@ -60,16 +63,18 @@ class Service:
                 await asyncio.sleep(0.01)
 
 
-@pytest.fixture
-async def driver() -> AsyncIterator[Driver]:
-    async with driver_from_environment() as running:
-        yield running
-
-
-async def start_service(driver: Driver, database_url: str, db: Database) -> Service:
+async def start_service(
+    driver: Driver, database_url: str, db: Database, journal_path: Path | None = None
+) -> Service:
     store = MetaflowStore(db)
     resolver = MetaflowResolver(store, listen_url=database_url)
     await resolver.start()
+    journal = RecordingJournal(
+        RecordingStore(db),
+        journal_path or Path(tempfile.mkdtemp()) / "journal.jsonl",
+        JournalTimeouts(retry_initial=0.05, retry_max=0.2),
+    )
+    await journal.start()
     engine, ari = call_side(
         app=driver.app,
         ari_url=driver.ari_url,
@@ -77,18 +82,21 @@ async def start_service(driver: Driver, database_url: str, db: Database) -> Serv
         password=driver.ari_password,
         resolver=resolver,
         default_account=driver.default_account,
-        transfer_context="default",
+        transfer_context=driver.transfer_context,
+        recordings=journal,
         backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
     )
     task = asyncio.create_task(ari.run_forever())
     await asyncio.wait_for(ari.connected.wait(), 10)
-    return Service(driver, store, engine, ari, task)
+    return Service(driver, store, engine, ari, task, journal)
 
 
 async def stop_service(service: Service) -> None:
     service.task.cancel()
     await asyncio.gather(service.task, return_exceptions=True)
     await service.engine.close()
+    await service.journal.flush(timeout=2)
+    await service.journal.close()
     await service.engine.resolver.stop()
 
 

@@ -89,8 +89,17 @@ async def test_a_failing_module_ends_the_flow_only() -> None:
 
 async def test_a_module_not_built_yet_is_reported_not_run() -> None:
     gateway = RecordingGateway()
-    steps = await run_flow(node({"module": "transfer"}), context(gateway), REGISTRY)
-    assert steps == [("transfer", "unavailable")]
+    steps = await run_flow(node({"module": "park"}), context(gateway), REGISTRY)
+    assert steps == [("park", "unavailable")]
+
+
+async def test_a_call_module_without_a_call_fails_the_flow_only() -> None:
+    gateway = RecordingGateway()
+    steps = await run_flow(
+        node({"module": "transfer", "data": {"target": "1234"}}), context(gateway), REGISTRY
+    )
+    assert steps == [("transfer", "failed")]
+    assert gateway.requests == []
 
 
 async def test_children_inherit_the_injected_context() -> None:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..auth.tokens import Authenticator
 from ..metaflows.store import MetaflowStore
+from ..recordings import RecordingJournal, RecordingStore
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
 
@@ -20,6 +21,8 @@ class ApiContext:
     authenticator: Authenticator
     readiness: dict[str, ReadinessProbe] = field(default_factory=dict)
     engine: Any = None  # calls.engine.CallEngine when the ARI side runs
+    recordings: RecordingStore | None = None
+    journal: RecordingJournal | None = None
 
 
 CONTEXT = web.AppKey("context", ApiContext)

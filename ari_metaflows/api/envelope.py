@@ -30,7 +30,9 @@ def envelope(
     data: Any,
     revision: str | None = None,
     error: MetaflowsError | None = None,
+    paging: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """``paging``: Kazoo's top-level ``page_size``, ``start_key``, ``next_start_key``."""
     body: dict[str, Any] = {
         "auth_token": auth_token,
         "data": data,
@@ -44,6 +46,7 @@ def envelope(
     else:
         if revision is not None:
             body["revision"] = revision
+        body.update(paging or {})
         body["status"] = "success"
     body["timestamp"] = _timestamp()
     body["version"] = __version__
@@ -62,6 +65,7 @@ def respond(
     revision: str | None = None,
     error: MetaflowsError | None = None,
     headers: dict[str, str] | None = None,
+    paging: dict[str, Any] | None = None,
 ) -> web.Response:
     body = envelope(
         auth_token=request.get(AUTH_TOKEN, ""),
@@ -69,6 +73,7 @@ def respond(
         data=data,
         revision=revision,
         error=error,
+        paging=paging,
     )
     all_headers = {"X-Request-ID": body["request_id"]}
     if revision is not None and error is None:

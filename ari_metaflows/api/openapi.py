@@ -80,9 +80,9 @@ _ERRORS = {
     "403": "the token belongs to another account",
     "404": "unknown path",
     "405": "method not allowed (see Allow)",
-    "409": "If-Match does not match the current revision",
+    "409": "If-Match does not match the current revision, or the recording is still live",
     "413": "body larger than 256 KiB",
-    "503": "database unavailable",
+    "503": "database or Asterisk unavailable",
 }
 
 
@@ -145,6 +145,64 @@ def _path_param(name: str) -> dict[str, Any]:
     }
 
 
+def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    account = _path_param("account_id")
+    channel = _path_param("channel_id")
+    recording = _path_param("recording_id")
+    accepted = {**plain_ok, "description": "accepted: the module runs on the call"}
+    page_params = [
+        {"name": "page_size", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+        {"name": "start_key", "in": "query", "schema": {"type": "string"}},
+        {"name": "owner_id", "in": "query", "schema": {"type": "string"}},
+        {"name": "call_id", "in": "query", "schema": {"type": "string"}},
+    ]
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": {"type": "object", "required": ["data"]}}},
+    }
+    audio = {"description": "the recording's audio", "content": {"audio/*": {}}}
+    return {
+        "/v2/accounts/{account_id}/channels": {
+            "parameters": [account],
+            "get": {"summary": "Live legs of the account", "responses": _responses(plain_ok)},
+        },
+        "/v2/accounts/{account_id}/channels/{channel_id}": {
+            "parameters": [account, channel],
+            "get": {"summary": "One live leg", "responses": _responses(plain_ok)},
+            "post": {
+                "summary": 'Run one module: {"data": {"action": "<module>", ...}}',
+                "requestBody": body,
+                "responses": {**_responses(plain_ok), "202": accepted},
+            },
+            "put": {
+                "summary": 'Run a metaflow node: {"action": "metaflow", "data": {...}}',
+                "requestBody": body,
+                "responses": {**_responses(plain_ok), "202": accepted},
+            },
+        },
+        "/v2/accounts/{account_id}/recordings": {
+            "parameters": [account],
+            "get": {
+                "summary": "Recordings, newest first (Kazoo paging: next_start_key)",
+                "parameters": page_params,
+                "responses": _responses(plain_ok),
+            },
+        },
+        "/v2/accounts/{account_id}/recordings/{recording_id}": {
+            "parameters": [account, recording],
+            "get": {"summary": "One recording", "responses": _responses(plain_ok)},
+            "delete": {
+                "summary": "Delete the recording's row and its stored audio",
+                "responses": _responses(plain_ok),
+            },
+        },
+        "/v2/accounts/{account_id}/recordings/{recording_id}/file": {
+            "parameters": [account, recording],
+            "get": {"summary": "The audio, streamed", "responses": {**_responses(audio)}},
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     account = _path_param("account_id")
@@ -181,6 +239,7 @@ def openapi_document() -> dict[str, Any]:
             "/v2/accounts/{account_id}/devices/{device_id}/metaflows": _metaflow_operations(
                 [account, _path_param("device_id")]
             ),
+            **_live_operations(plain_ok),
             "/healthz": {"get": {"security": [], "responses": {"200": plain_ok}}},
             "/readyz": {
                 "get": {

@@ -16,7 +16,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
 )
-from . import channels, metaflows, ops
+from . import channels, metaflows, ops, recordings
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
 
@@ -71,5 +71,6 @@ def create_app(context: ApiContext) -> web.Application:
     app[CONTEXT] = context
     metaflows.add_routes(app.router)
     channels.add_routes(app.router)
+    recordings.add_routes(app.router)
     ops.add_routes(app.router)
     return app

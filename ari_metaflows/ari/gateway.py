@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,10 +90,13 @@ def _flag(value: bool) -> str:
 class AriGateway:
     """Typed ARI operations the engine uses. Create with ``await AriGateway.connect(...)``."""
 
-    def __init__(self, client: Any, http: _HeaderAuthHttpClient, app: str) -> None:
+    def __init__(
+        self, client: Any, http: _HeaderAuthHttpClient, app: str, base_url: str = ""
+    ) -> None:
         self._client = client
         self._http = http
         self.app = app
+        self._base_url = base_url.rstrip("/")
 
     @classmethod
     async def connect(
@@ -106,7 +110,7 @@ class AriGateway:
         except BaseException:
             await http.close()
             raise
-        return cls(client, http, app)
+        return cls(client, http, app, base_url)
 
     @property
     def client(self) -> Any:
@@ -169,8 +173,10 @@ class AriGateway:
             )
         )
 
-    async def dial(self, channel_id: str, *, caller: str | None = None) -> None:
-        await self._call("channels", "dial", channelId=channel_id, caller=caller)
+    async def dial(
+        self, channel_id: str, *, caller: str | None = None, timeout: int | None = None
+    ) -> None:
+        await self._call("channels", "dial", channelId=channel_id, caller=caller, timeout=timeout)
 
     async def answer(self, channel_id: str) -> None:
         await self._call("channels", "answer", channelId=channel_id)
@@ -256,6 +262,71 @@ class AriGateway:
             await self._call("bridges", "play", bridgeId=bridge_id, media=media, lang=lang)
         )
         return str(playback.get("id", ""))
+
+    async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
+        await self._call("bridges", "startMoh", bridgeId=bridge_id, mohClass=moh_class)
+
+    async def stop_bridge_moh(self, bridge_id: str) -> None:
+        with contextlib.suppress(Gone):
+            await self._call("bridges", "stopMoh", bridgeId=bridge_id)
+
+    async def record_bridge(
+        self, bridge_id: str, name: str, fmt: str, *, max_duration: int | None = None
+    ) -> dict[str, Any]:
+        """Record the bridge's mix; an existing recording of that name is an error."""
+        return self._json(
+            await self._call(
+                "bridges",
+                "record",
+                bridgeId=bridge_id,
+                name=name,
+                format=fmt,
+                maxDurationSeconds=max_duration,
+                ifExists="fail",
+                beep=_flag(False),
+            )
+        )
+
+    # -- recordings ---------------------------------------------------------------------------
+
+    async def stop_recording(self, name: str) -> None:
+        await self._call("recordings", "stop", recordingName=name)
+
+    async def mute_recording(self, name: str, muted: bool) -> None:
+        await self._call("recordings", "mute" if muted else "unmute", recordingName=name)
+
+    async def live_recording(self, name: str) -> dict[str, Any]:
+        return self._json(await self._call("recordings", "getLive", recordingName=name))
+
+    async def stored_recording(self, name: str) -> dict[str, Any]:
+        return self._json(await self._call("recordings", "getStored", recordingName=name))
+
+    async def delete_stored_recording(self, name: str) -> None:
+        await self._call("recordings", "deleteStored", recordingName=name)
+
+    @contextlib.asynccontextmanager
+    async def stored_recording_file(self, name: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """The stored file, as a response to stream from (the swagger client would buffer and
+        try to decode it). Only the wait for each chunk is limited, not the whole transfer."""
+        url = f"{self._base_url}/ari/recordings/stored/{urllib.parse.quote(name, safe='')}/file"
+        timeouts = self._http.timeouts
+        try:
+            response = await self._http.session.get(
+                url,
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=timeouts.connect, sock_read=timeouts.request
+                ),
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise AriUnavailable(f"recordings.getStoredFile: {type(exc).__name__}") from exc
+        try:
+            if response.status == 404:
+                raise Gone(404, "Recording not found")
+            if response.status >= 400:
+                raise AriError(response.status, await response.text())
+            yield response
+        finally:
+            response.release()
 
     # -- playbacks ------------------------------------------------------------------------------
 

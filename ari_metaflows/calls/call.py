@@ -19,9 +19,11 @@ from ..ari.gateway import AriError, AriUnavailable, Gone
 from ..errors import DatastoreUnavailable
 from ..metaflows.documents import EffectiveMetaflows, Node
 from ..metaflows.resolver import LegIdentity
-from ..modules import REGISTRY, ModuleContext, Playbacks, run_flow
+from ..modules import REGISTRY, ModuleContext, ModuleFailed, Playbacks, run_flow
 from .collector import Collector, Match, NoMatch, new_collector
 from .identity import identity_of
+from .recording import CallRecorder, RecordingRefused
+from .transfer import EXTENSION_RE, AttendedTransfer, TransferRequest
 
 if TYPE_CHECKING:
     from .engine import CallEngine
@@ -54,6 +56,7 @@ class Leg:
     gone: bool = False
     answered: bool = False
     in_stasis: bool = False
+    released: bool = False  # sent on into the dialplan by us: not ours to hang up
 
 
 @dataclass
@@ -71,6 +74,11 @@ class Call:
     children: set[asyncio.Task[Any]] = field(default_factory=set)
     ring_deadline: float | None = None
     task: asyncio.Task[None] | None = None
+    recorder: CallRecorder = field(init=False)
+    transfer: AttendedTransfer | None = None
+
+    def __post_init__(self) -> None:
+        self.recorder = CallRecorder(self.id, self.engine.recordings)
 
     def submit(self, event: dict[str, Any]) -> None:
         self.queue.put_nowait(event)
@@ -149,7 +157,7 @@ class Call:
             )
             self.legs[CALLEE].name = created.get("name", "")
             step = "dial"
-            await self._dial(callee_id, caller.channel_id)
+            await self.dial_with_retry(callee_id, caller.channel_id)
         except Gone:
             await self._end()
             return
@@ -164,13 +172,15 @@ class Call:
         caller.identity, caller.metaflows = await self._owner_of(snapshot)
         logger.info("call %s: %s → %s", self.id, caller.name, self.dialstring)
 
-    async def _dial(self, callee_id: str, caller_id: str) -> None:
+    async def dial_with_retry(
+        self, channel_id: str, caller_id: str, timeout: int | None = None
+    ) -> None:
         """Asterisk 22 sometimes answers 409 "not in Stasis" to a dial right after the create
         (the new channel's Stasis control is not ready yet): try again briefly."""
         gateway = self.engine.gateway_or_raise()
         for attempt in range(DIAL_ATTEMPTS):
             try:
-                await gateway.dial(callee_id, caller=caller_id)
+                await gateway.dial(channel_id, caller=caller_id, timeout=timeout)
                 return
             except AriError as exc:
                 if exc.status != 409 or attempt == DIAL_ATTEMPTS - 1 or isinstance(exc, Gone):
@@ -248,7 +258,7 @@ class Call:
             return
         other = self.legs.get(CALLEE if role == CALLER else CALLER)
         gateway = self.engine.gateway
-        if gateway is not None and other is not None and not other.gone:
+        if gateway is not None and other is not None and not (other.gone or other.released):
             await self._safely(gateway.hangup(other.channel_id))
         await self._end()
 
@@ -257,6 +267,7 @@ class Call:
             return
         self.phase = "ended"
         gateway = self.engine.gateway
+        await self.recorder.stop(gateway, "ended with the call")
         if gateway is not None and self.bridge_id is not None:
             await self._safely(gateway.destroy_bridge(self.bridge_id))
         logger.info("call %s: ended", self.id)
@@ -276,6 +287,9 @@ class Call:
         return next((r for r, leg in self.legs.items() if leg.channel_id == channel_id), None)
 
     async def _handle(self, event: dict[str, Any]) -> None:
+        if self.transfer is not None and self.transfer.wants(event):
+            self.transfer.queue.put_nowait(event)
+            return
         kind = event.get("type")
         raw = event.get("channel")
         channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -303,10 +317,19 @@ class Call:
             await self._leg_gone(role, event.get("cause"))
         elif kind == "_gone" and event.get("role") in self.legs:
             await self._leg_gone(event["role"], None)
+        elif kind in ("RecordingFinished", "RecordingFailed"):
+            self.recorder.on_event(event)
+        elif kind == "_resolve":
+            role = event["role"]
+            if role in self.legs:
+                leg = self.legs[role]
+                leg.identity, leg.metaflows = await self._owner_of(event["snapshot"])
+                self._build_collectors()
         elif kind == "PlaybackFinished":
             self.playbacks.finished(str((event.get("playback") or {}).get("id", "")))
         elif kind == "BridgeDestroyed" and self.phase == "connected":
-            self.bridge_id = None
+            if (event.get("bridge") or {}).get("id") == self.bridge_id:
+                self.bridge_id = None
         elif kind == "_refresh":
             await self._refresh(event.get("account"))
         elif kind == "_adopted":
@@ -376,6 +399,7 @@ class Call:
             data=injected,
             playbacks=self.playbacks,
             settings=self.engine.settings,
+            call=self,
         )
         task = asyncio.create_task(run_flow(node, context, REGISTRY))
         self.children.add(task)
@@ -402,6 +426,105 @@ class Call:
                     leg.metaflows, role, frozenset(self.legs) - {role}
                 )
 
+    # -- actions for modules (run in the call's child tasks) ------------------------------------
+
+    def _other(self, role: str) -> str:
+        return CALLEE if role == CALLER else CALLER
+
+    def _require_connected(self, presser: str) -> tuple[Leg, Leg]:
+        if self.phase != "connected" or self.bridge_id is None:
+            raise ModuleFailed("the call is not connected")
+        if self.transfer is not None:
+            raise ModuleFailed("a transfer is already running on this call")
+        me, other = self.legs.get(presser), self.legs.get(self._other(presser))
+        if me is None or other is None or me.gone or other.gone:
+            raise ModuleFailed("both parties must be on the call")
+        return me, other
+
+    async def blind_transfer(self, presser: str, extension: str) -> str:
+        """The other party goes on in the dialplan at the transfer context; the presser is
+        hung up."""
+        if not EXTENSION_RE.match(extension):
+            raise ModuleFailed(f"{extension!r} is not a dialable extension")
+        transferor, transferee = self._require_connected(presser)
+        gateway = self.engine.gateway_or_raise()
+        context = self.engine.settings.transfer_context
+        await self.recorder.stop(gateway, "stopped for a transfer")
+        transferee.released = True
+        try:
+            await gateway.continue_in_dialplan(
+                transferee.channel_id, context=context, extension=extension, priority=1
+            )
+        except (AriError, AriUnavailable) as exc:
+            transferee.released = False
+            raise ModuleFailed(f"cannot transfer to {extension}: {exc}") from exc
+        logger.info(
+            "call %s: blind transfer of %s to %s@%s", self.id, transferee.name, extension, context
+        )
+        await self._safely(gateway.hangup(transferor.channel_id))
+        return "transferred"
+
+    async def attended_transfer(self, presser: str, request: TransferRequest) -> str:
+        if not EXTENSION_RE.match(request.extension):
+            raise ModuleFailed(f"{request.extension!r} is not a dialable extension")
+        self._require_connected(presser)
+        transfer = AttendedTransfer(self, presser, self._other(presser), request)
+        self.transfer = transfer
+        try:
+            return await transfer.run()
+        finally:
+            if self.transfer is transfer:
+                self.transfer_finished()
+
+    def transfer_finished(self) -> None:
+        transfer, self.transfer = self.transfer, None
+        if transfer is not None and transfer.target_id not in {
+            leg.channel_id for leg in self.legs.values()
+        }:
+            self.engine.untrack_channel(transfer.target_id)
+
+    def adopt_transfer_target(self, role: str, leg: Leg, bridge_id: str | None) -> None:
+        """The transfer target takes ``role``'s place in the call (synchronous: the owner
+        task never sees half of it)."""
+        old = self.legs[role]
+        self.engine.untrack_channel(old.channel_id)
+        leg.role = role
+        self.legs[role] = leg
+        self.bridge_id = bridge_id
+        self.transfer = None
+        self.collectors.pop(role, None)
+        self.submit(
+            {"type": "_resolve", "role": role, "snapshot": {"id": leg.channel_id, "name": leg.name}}
+        )
+
+    async def record(self, presser: str, action: str, options: dict[str, Any]) -> str:
+        gateway = self.engine.gateway_or_raise()
+        recorder = self.recorder
+        try:
+            if action == "toggle":
+                action = "stop" if recorder.recording else "start"
+            if action == "start":
+                leg = self.legs.get(presser)
+                identity = leg.identity if leg else None
+                if identity is None:
+                    raise ModuleFailed("the presser has no account to own the recording")
+                return await recorder.start(
+                    gateway,
+                    self.bridge_id if self.phase == "connected" else None,
+                    identity,
+                    [leg.channel_id for leg in self.legs.values() if not leg.gone],
+                    fmt=str(options.get("format", "wav")),
+                    time_limit=options.get("time_limit"),
+                    label=options.get("label"),
+                )
+            if action == "stop":
+                return await recorder.stop(gateway)
+            if action in ("mask", "unmask"):
+                return await recorder.mask(gateway, action == "mask")
+        except RecordingRefused as exc:
+            raise ModuleFailed(str(exc)) from exc
+        raise ModuleFailed(f"unknown record_call action {action!r}")
+
     # -- views ------------------------------------------------------------------------------
 
     def describe(self, role: str) -> dict[str, Any]:
@@ -422,4 +545,11 @@ class Call:
             "bridge_id": self.bridge_id,
             "phase": self.phase,
             "collector_armed": bool(collector and collector.armed),
+            "recording": self.recorder.current.id if self.recorder.current else None,
+            "recording_masked": self.recorder.masked,
+            "transfer": (
+                None
+                if self.transfer is None
+                else {"state": self.transfer.state, "extension": self.transfer.request.extension}
+            ),
         }

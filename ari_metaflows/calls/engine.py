@@ -23,6 +23,7 @@ from ..ari.gateway import AriError, AriGateway, AriUnavailable
 from ..errors import AsteriskUnavailable, NotFound
 from ..metaflows.documents import Node
 from ..metaflows.resolver import MetaflowResolver
+from ..recordings import RecordingJournal
 from .call import CALLEE, CALLER, Call, CallTimeouts, Leg
 from .collector import Match
 
@@ -38,9 +39,15 @@ class EngineSettings:
 
 
 class CallEngine:
-    def __init__(self, settings: EngineSettings, resolver: MetaflowResolver) -> None:
+    def __init__(
+        self,
+        settings: EngineSettings,
+        resolver: MetaflowResolver,
+        recordings: RecordingJournal | None = None,
+    ) -> None:
         self.settings = settings
         self.resolver = resolver
+        self.recordings = recordings
         self.default_account = settings.default_account
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
@@ -61,6 +68,9 @@ class CallEngine:
 
     def track_channel(self, channel_id: str, call: Call) -> None:
         self._by_channel[channel_id] = call
+
+    def untrack_channel(self, channel_id: str) -> None:
+        self._by_channel.pop(channel_id, None)
 
     def track_bridge(self, bridge_id: str, call: Call) -> None:
         self._by_bridge[bridge_id] = call
@@ -129,7 +139,7 @@ class CallEngine:
             self._start_task(call, event)
             return
         # A callee of a call that already ended, or a Stasis() we don't understand.
-        if args[:1] == [CALLEE]:
+        if args[:1] in ([CALLEE], ["transfer"]):
             self._detached(self._hangup(channel["id"]))
         else:
             logger.warning(

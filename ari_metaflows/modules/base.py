@@ -5,9 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..ari.gateway import AriGateway
+
+if TYPE_CHECKING:
+    from ..calls.transfer import TransferRequest
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +36,16 @@ class Playbacks:
         return [pid for pid, target in self.by_id.items() if target in targets]
 
 
+class CallActions(Protocol):
+    """What a module may ask of the call it runs on, beyond plain ARI requests."""
+
+    async def blind_transfer(self, presser: str, extension: str) -> str: ...
+
+    async def attended_transfer(self, presser: str, request: TransferRequest) -> str: ...
+
+    async def record(self, presser: str, action: str, options: dict[str, Any]) -> str: ...
+
+
 @dataclass(frozen=True)
 class ModuleContext:
     call_id: str
@@ -43,6 +56,12 @@ class ModuleContext:
     data: Mapping[str, Any]
     playbacks: Playbacks
     settings: Any = None
+    call: CallActions | None = None
+
+    def require_call(self) -> CallActions:
+        if self.call is None:
+            raise ModuleFailed("this module needs a live call")
+        return self.call
 
     @property
     def peer(self) -> str | None:

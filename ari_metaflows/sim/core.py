@@ -1055,7 +1055,10 @@ class SimulatedAsterisk:
         if channel.muted & {"out"} or channel.silence:
             return ("silence", "")
         if channel.playbacks and channel.playbacks[0].state == "playing":
-            return ("playback", channel.playbacks[0].media_uri)
+            media = channel.playbacks[0].media_uri
+            if media.startswith("tone:ring"):
+                return ("ringing", "")  # a ringing tone is ringing to the listener
+            return ("playback", media)
         if channel.moh_class is not None:
             return ("moh", channel.moh_class)
         if channel.ringing and channel.state != "Up":

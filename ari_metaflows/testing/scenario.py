@@ -32,6 +32,7 @@ from typing import Any
 import aiohttp
 
 from ..sim import KeyTiming, SimPhone, SimulatedAsteriskServer, StasisApp
+from ..sim.core import DialPhone
 from ..sim.phones import Hearing
 
 logger = logging.getLogger(__name__)
@@ -114,6 +115,9 @@ class Driver(abc.ABC):
     ari_password: str
     app: str = APP
     default_account: str = "acc1"
+    # Where the service under test sends transfers (METAFLOWS_TRANSFER_CONTEXT); every phone
+    # is reachable there by its name (asterisk-conf/extensions.conf, [metaflows-test-transfer]).
+    transfer_context: str = "metaflows-test-transfer"
 
     @abc.abstractmethod
     async def __aenter__(self) -> Driver: ...
@@ -194,7 +198,9 @@ class SimDriver(Driver):
 
     def add_phone(self, name: str, owner: Owner | None = None) -> SimTestPhone:
         owner = owner or Owner(account=self.default_account)
-        return SimTestPhone(self.sim.add_phone(name, variables=owner.variables()))
+        phone = SimTestPhone(self.sim.add_phone(name, variables=owner.variables()))
+        self.sim.core.dialplan.add(self.transfer_context, name, DialPhone(name, 20))
+        return phone
 
     async def call(
         self, caller: TestPhone, callee: TestPhone, *, ring_timeout: int | None = None

@@ -1,0 +1,146 @@
+"""``/v2/accounts/{A}/recordings``: recording rows, their audio, and deleting both."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ..ari.gateway import AriError, AriGateway, AriUnavailable, Gone
+from ..errors import AsteriskUnavailable, Conflict, DatastoreUnavailable, InvalidRequest, NotFound
+from ..recordings import RecordingStore
+from ..recordings.model import content_type
+from ..recordings.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
+from .context import CONTEXT
+from .envelope import respond
+from .requests import ID_RE, path_id, principal_for
+
+_CHUNK = 64 * 1024
+
+
+def _store(request: web.Request) -> RecordingStore:
+    store = request.app[CONTEXT].recordings
+    if store is None:
+        raise DatastoreUnavailable("recordings are not configured")
+    return store
+
+
+def _gateway(request: web.Request) -> AriGateway:
+    engine = request.app[CONTEXT].engine
+    gateway = getattr(engine, "gateway", None)
+    if gateway is None:
+        raise AsteriskUnavailable("not connected to Asterisk")
+    assert isinstance(gateway, AriGateway)
+    return gateway
+
+
+def _query_id(request: web.Request, name: str) -> str | None:
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not ID_RE.match(value):
+        raise InvalidRequest(f"{name} must be 1-128 characters of letters, digits and _ @ + . -")
+    return value
+
+
+def _page_size(request: web.Request) -> int:
+    raw = request.query.get("page_size")
+    if raw is None:
+        return DEFAULT_PAGE_SIZE
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
+        raise InvalidRequest(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
+    return int(raw)
+
+
+async def list_recordings(request: web.Request) -> web.Response:
+    """Newest first; filters ``owner_id`` and ``call_id``; Kazoo paging with ``start_key``."""
+    account_id = path_id(request, "account_id")
+    await principal_for(request, account_id)
+    size = _page_size(request)
+    start_key = request.query.get("start_key")
+    page = await _store(request).page(
+        account_id,
+        owner_id=_query_id(request, "owner_id"),
+        call_id=_query_id(request, "call_id"),
+        page_size=size,
+        start_key=start_key,
+    )
+    paging: dict[str, object] = {"page_size": len(page.recordings)}
+    if start_key is not None:
+        paging["start_key"] = start_key
+    if page.next_start_key is not None:
+        paging["next_start_key"] = page.next_start_key
+    return respond(request, [r.to_api() for r in page.recordings], paging=paging)
+
+
+async def get_recording(request: web.Request) -> web.Response:
+    account_id = path_id(request, "account_id")
+    recording_id = path_id(request, "recording_id")
+    await principal_for(request, account_id)
+    recording = await _store(request).get(account_id, recording_id)
+    return respond(request, recording.to_api())
+
+
+async def get_recording_file(request: web.Request) -> web.StreamResponse:
+    """The audio, streamed from Asterisk's stored recording as it arrives."""
+    account_id = path_id(request, "account_id")
+    recording_id = path_id(request, "recording_id")
+    await principal_for(request, account_id)
+    recording = await _store(request).get(account_id, recording_id)
+    if recording.live:
+        raise Conflict("the recording is still going on; its file is not complete yet")
+    gateway = _gateway(request)
+    try:
+        async with gateway.stored_recording_file(recording.name) as upstream:
+            response = web.StreamResponse(
+                headers={
+                    "Content-Type": content_type(recording.format),
+                    "Content-Disposition": (
+                        f'attachment; filename="{recording.id}.{recording.format}"'
+                    ),
+                }
+            )
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_chunked(_CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+            return response
+    except Gone:
+        raise NotFound("Asterisk has no stored audio for this recording") from None
+    except AriUnavailable as exc:
+        raise AsteriskUnavailable(str(exc)) from exc
+    except AriError as exc:
+        raise AsteriskUnavailable(f"Asterisk refused the file: {exc.message}") from exc
+
+
+async def delete_recording(request: web.Request) -> web.Response:
+    """Deletes the stored audio in Asterisk, then the row (the row stays if Asterisk is down)."""
+    account_id = path_id(request, "account_id")
+    recording_id = path_id(request, "recording_id")
+    await principal_for(request, account_id)
+    store = _store(request)
+    recording = await store.get(account_id, recording_id)
+    if recording.live:
+        raise Conflict("the recording is still going on; stop it before deleting it")
+    gateway = _gateway(request)
+    try:
+        await gateway.delete_stored_recording(recording.name)
+    except Gone:
+        pass  # never stored (failed) or already deleted
+    except AriUnavailable as exc:
+        raise AsteriskUnavailable(str(exc)) from exc
+    except AriError as exc:
+        raise AsteriskUnavailable(f"Asterisk refused to delete the file: {exc.message}") from exc
+    journal = request.app[CONTEXT].journal
+    if journal is not None:
+        journal.forget(recording.id)
+    await store.delete(account_id, recording_id)
+    return respond(request, recording.to_api())
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/v2/accounts/{account_id}/recordings", list_recordings)
+    resource = router.add_resource("/v2/accounts/{account_id}/recordings/{recording_id}")
+    resource.add_route("GET", get_recording)
+    resource.add_route("DELETE", delete_recording)
+    router.add_get("/v2/accounts/{account_id}/recordings/{recording_id}/file", get_recording_file)

@@ -1,0 +1,324 @@
+"""Attended transfer: a child task of the call that consults the target and hands over.
+
+The call's owner task forwards to the transfer every event it needs (the transferor's digits,
+the target's progress, either party leaving) and handles nothing of those itself while the
+transfer runs. The transfer acts through ARI and reshapes the call only through small
+synchronous methods of ``Call`` (so the owner never sees half a change).
+
+Shape while it runs: the transferee stays alone in the call's bridge with music on hold; the
+transferor leaves it and hears a ringing tone; the target is a Local channel into the transfer
+context. On answer the transferor and the target talk in a consultation bridge.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..ari.gateway import AriError, AriUnavailable, Gone
+
+if TYPE_CHECKING:
+    from .call import Call, Leg
+
+logger = logging.getLogger(__name__)
+
+EXTENSION_RE = re.compile(r"^[A-Za-z0-9*#+_-]{1,64}$")
+TARGET_FAILED = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
+RINGBACK = "tone:ring"
+
+
+@dataclass(frozen=True)
+class TransferRequest:
+    extension: str
+    attended: bool = False
+    takeback_dtmf: str = "*1"
+    moh_class: str | None = None
+    ringback: str | None = None
+    timeout: float = 20.0  # seconds the target may ring
+
+
+class AttendedTransfer:
+    def __init__(self, call: Call, transferor: str, transferee: str, request: TransferRequest):
+        self.call = call
+        self.transferor = transferor
+        self.transferee = transferee
+        self.request = request
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.target_id = f"mf-{uuid.uuid4().hex}"
+        self.target_snapshot: dict[str, Any] = {}
+        self.target_in_stasis = False
+        self.target_answered = False
+        self.target_gone = False
+        self.transferor_gone = False
+        self.consult_bridge: str | None = None
+        self.ringback_id: str | None = None
+        self.digits = ""
+        self.state = "starting"  # → ringing → talking → done
+
+    # -- which events are ours (called by the owner task) -------------------------------------
+
+    def wants(self, event: dict[str, Any]) -> bool:
+        kind = event.get("type")
+        channel = event.get("channel")
+        channel_id = channel.get("id") if isinstance(channel, dict) else None
+        if kind == "_gone":
+            return event.get("role") in (self.transferor, self.transferee)
+        if kind == "Dial":
+            peer = event.get("peer")
+            return isinstance(peer, dict) and peer.get("id") == self.target_id
+        if channel_id == self.target_id:
+            return True
+        legs = self.call.legs
+        transferor_id = legs[self.transferor].channel_id
+        transferee_id = legs[self.transferee].channel_id
+        if kind == "ChannelDtmfReceived":
+            return channel_id in (transferor_id, transferee_id)  # the held party's are dropped
+        if kind in ("StasisEnd", "ChannelDestroyed"):
+            return channel_id in (transferor_id, transferee_id)
+        return False
+
+    # -- the child task -----------------------------------------------------------------------
+
+    async def run(self) -> str:
+        call = self.call
+        gateway = call.engine.gateway_or_raise()
+        loop = asyncio.get_running_loop()
+        try:
+            await self._begin()
+        except (AriError, AriUnavailable) as exc:
+            logger.warning("call %s: attended transfer could not start: %s", call.id, exc)
+            await self._hang_up_target()
+            await self._take_back()
+            return "failed"
+        deadline: float | None = loop.time() + self.request.timeout
+        while True:
+            timeout = None if deadline is None else max(deadline - loop.time(), 0.0)
+            try:
+                event = await asyncio.wait_for(self.queue.get(), timeout)
+            except TimeoutError:
+                logger.info("call %s: transfer target did not answer in time", call.id)
+                await self._safely(gateway.hangup(self.target_id, "no_answer"))
+                self.target_gone = True
+                return await self._target_failed("no_answer")
+            outcome = await self._handle(event)
+            if outcome is not None:
+                return outcome
+            if self.state == "talking":
+                deadline = None
+
+    async def _begin(self) -> None:
+        call = self.call
+        gateway = call.engine.gateway_or_raise()
+        bridge_id = call.bridge_id
+        transferor = call.legs[self.transferor].channel_id
+        if bridge_id is None:
+            raise AriError(409, "the call has no bridge")
+        await call.recorder.stop(gateway, "stopped for a transfer")
+        call.engine.track_channel(self.target_id, call)
+        await gateway.remove_from_bridge(bridge_id, transferor)
+        await gateway.start_bridge_moh(bridge_id, self.request.moh_class)
+        self.ringback_id = await gateway.play_on_channel(
+            transferor, self.request.ringback or RINGBACK
+        )
+        call.playbacks.started(self.ringback_id, self.transferor)
+        endpoint = f"Local/{self.request.extension}@{call.engine.settings.transfer_context}/n"
+        created = await gateway.create_channel(
+            endpoint,
+            app_args=f"transfer,{call.id}",
+            channel_id=self.target_id,
+            originator=transferor,
+        )
+        self.target_snapshot = created
+        await call.dial_with_retry(self.target_id, transferor, int(self.request.timeout))
+        self.state = "ringing"
+        logger.info(
+            "call %s: attended transfer of %s to %s (%s)",
+            call.id,
+            self.transferee,
+            self.request.extension,
+            endpoint,
+        )
+
+    async def _handle(self, event: dict[str, Any]) -> str | None:
+        kind = event.get("type")
+        raw = event.get("channel")
+        channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        channel_id = channel.get("id")
+        legs = self.call.legs
+        if kind == "ChannelDtmfReceived":
+            if channel_id == legs[self.transferor].channel_id:
+                self.digits = (self.digits + str(event.get("digit", "")))[-16:]
+                if self.digits.endswith(self.request.takeback_dtmf):
+                    logger.info("call %s: takeback by %s", self.call.id, self.transferor)
+                    await self._hang_up_target()
+                    await self._take_back()
+                    return "taken_back"
+            return None
+        if kind == "Dial":
+            status = event.get("dialstatus")
+            if status == "ANSWER":
+                self.target_answered = True
+                return await self._maybe_answered()
+            if status in TARGET_FAILED:
+                self.target_gone = status != "CANCEL"
+                await self._hang_up_target()
+                return await self._target_failed(str(status))
+            return None
+        if channel_id == self.target_id:
+            if kind in ("StasisStart", "ChannelStateChange"):
+                self.target_snapshot = channel
+                self.target_in_stasis = self.target_in_stasis or kind == "StasisStart"
+                self.target_answered = self.target_answered or channel.get("state") == "Up"
+                return await self._maybe_answered()
+            if kind in ("StasisEnd", "ChannelDestroyed"):
+                self.target_gone = True
+                if self.state == "talking" and not self.transferor_gone:
+                    # The target hung up on the transferor: back to the transferee.
+                    await self._take_back()
+                    return "target_hung_up"
+                return await self._target_failed("hangup")
+            return None
+        role = self._role_of(event, channel_id)
+        if role == self.transferor:
+            return await self._transferor_left()
+        if role == self.transferee:
+            return await self._transferee_left()
+        return None
+
+    def _role_of(self, event: dict[str, Any], channel_id: str | None) -> str | None:
+        if event.get("type") == "_gone":
+            role = event.get("role")
+            return role if isinstance(role, str) else None
+        for role in (self.transferor, self.transferee):
+            if self.call.legs[role].channel_id == channel_id:
+                return role
+        return None
+
+    async def _maybe_answered(self) -> str | None:
+        if not (self.target_answered and self.target_in_stasis) or self.state != "ringing":
+            return None
+        gateway = self.call.engine.gateway_or_raise()
+        if self.transferor_gone:
+            await self._connect_transferee()
+            return "completed"
+        await self._stop_ringback()
+        bridge_id = f"mf-{uuid.uuid4().hex}"
+        self.call.engine.track_bridge(bridge_id, self.call)
+        try:
+            self.consult_bridge = await gateway.create_bridge("mixing,dtmf_events", bridge_id)
+            await gateway.add_to_bridge(
+                self.consult_bridge, [self.call.legs[self.transferor].channel_id, self.target_id]
+            )
+        except Gone:
+            return None  # someone left meanwhile: their event follows
+        self.state = "talking"
+        logger.info("call %s: transfer target answered; consulting", self.call.id)
+        return None
+
+    async def _transferor_left(self) -> str | None:
+        self.transferor_gone = True
+        self.call.legs[self.transferor].gone = True
+        await self._stop_ringback()
+        if self.state == "talking":
+            await self._connect_transferee()
+            return "completed"
+        logger.info("call %s: transferor left; the target keeps ringing", self.call.id)
+        return None
+
+    async def _transferee_left(self) -> str:
+        """The held party hung up: a consultation in progress becomes the call."""
+        call = self.call
+        call.legs[self.transferee].gone = True
+        if self.state == "talking" and self.consult_bridge is not None:
+            old_bridge = call.bridge_id
+            call.adopt_transfer_target(self.transferee, self._target_leg(), self.consult_bridge)
+            if old_bridge is not None:
+                await self._safely(call.engine.gateway_or_raise().destroy_bridge(old_bridge))
+            logger.info("call %s: transferee left; transferor and target go on", call.id)
+            return "transferee_left"
+        await self._stop_ringback()
+        await self._hang_up_target()
+        call.transfer_finished()
+        call.submit({"type": "_gone", "role": self.transferee})
+        return "transferee_left"
+
+    async def _target_failed(self, why: str) -> str:
+        if self.transferor_gone:
+            # Nobody to return to: the transferee is alone on hold.
+            logger.info(
+                "call %s: transfer target failed (%s) after the transferor left", self.call.id, why
+            )
+            self.call.transfer_finished()
+            await self._safely(
+                self.call.engine.gateway_or_raise().hangup(
+                    self.call.legs[self.transferee].channel_id
+                )
+            )
+            return "failed"
+        logger.info("call %s: transfer target failed (%s); taking back", self.call.id, why)
+        await self._take_back()
+        return "no_answer" if why == "no_answer" else "failed"
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _target_leg(self) -> Leg:
+        from .call import Leg
+
+        leg = Leg(
+            role="",
+            channel_id=self.target_id,
+            name=str(self.target_snapshot.get("name", "")),
+            state="Up",
+        )
+        leg.answered = leg.in_stasis = True
+        return leg
+
+    async def _connect_transferee(self) -> None:
+        """Transferee and target talk; the target takes the transferor's place in the call."""
+        call = self.call
+        gateway = call.engine.gateway_or_raise()
+        if self.consult_bridge is not None:
+            await self._safely(gateway.destroy_bridge(self.consult_bridge))
+        if call.bridge_id is not None:
+            await self._safely(gateway.stop_bridge_moh(call.bridge_id))
+            await self._safely(gateway.add_to_bridge(call.bridge_id, [self.target_id]))
+        call.adopt_transfer_target(self.transferor, self._target_leg(), call.bridge_id)
+        logger.info("call %s: transfer completed", call.id)
+
+    async def _take_back(self) -> None:
+        """The transferor returns to the transferee; nothing of the attempt is left."""
+        call = self.call
+        gateway = call.engine.gateway_or_raise()
+        await self._stop_ringback()
+        if self.consult_bridge is not None:
+            await self._safely(gateway.destroy_bridge(self.consult_bridge))
+            self.consult_bridge = None
+        if call.bridge_id is not None:
+            await self._safely(gateway.stop_bridge_moh(call.bridge_id))
+            await self._safely(
+                gateway.add_to_bridge(call.bridge_id, [call.legs[self.transferor].channel_id])
+            )
+        call.transfer_finished()
+
+    async def _hang_up_target(self) -> None:
+        if not self.target_gone:
+            self.target_gone = True
+            await self._safely(self.call.engine.gateway_or_raise().hangup(self.target_id))
+
+    async def _stop_ringback(self) -> None:
+        if self.ringback_id is not None:
+            playback, self.ringback_id = self.ringback_id, None
+            await self._safely(self.call.engine.gateway_or_raise().stop_playback(playback))
+            self.call.playbacks.finished(playback)
+
+    async def _safely(self, action: Any) -> None:
+        try:
+            await action
+        except (Gone, AriUnavailable) as exc:
+            logger.debug("call %s: %s", self.call.id, exc)
+        except AriError as exc:
+            logger.info("call %s: Asterisk refused: %s", self.call.id, exc)

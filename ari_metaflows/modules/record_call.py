@@ -1,0 +1,11 @@
+"""``record_call``: start, stop, toggle (the default), mask and unmask the call's recording."""
+
+from __future__ import annotations
+
+from .base import ModuleContext
+
+
+async def run(ctx: ModuleContext) -> str | None:
+    action = str(ctx.data.get("action", "toggle"))
+    options = {k: ctx.data[k] for k in ("format", "time_limit", "label") if k in ctx.data}
+    return await ctx.require_call().record(ctx.presser, action, options)

@@ -1,0 +1,46 @@
+"""``transfer``: blind or attended, to the first capture or ``target`` (SPEC §6)."""
+
+from __future__ import annotations
+
+from ..calls.transfer import TransferRequest
+from .base import ModuleContext, ModuleFailed
+
+NO_MATCH = "no_match"  # Kazoo's sentinel for "the code captured nothing"
+
+
+def extension_of(data: dict[str, object]) -> str:
+    captures = data.get("captures")
+    first = captures[0] if isinstance(captures, list) and captures else None
+    if isinstance(first, str) and first and first != NO_MATCH:
+        return first
+    target = data.get("target")
+    if isinstance(target, str) and target:
+        return target
+    raise ModuleFailed("transfer has no target: no capture and no data.target")
+
+
+async def run(ctx: ModuleContext) -> str | None:
+    data = dict(ctx.data)
+    extension = extension_of(data)
+    call = ctx.require_call()
+    if data.get("transfer_type", "blind") != "attended":
+        return await call.blind_transfer(ctx.presser, extension)
+    timeout_ms = data.get("timeout", 20000)
+    request = TransferRequest(
+        extension=extension,
+        attended=True,
+        takeback_dtmf=str(data.get("takeback_dtmf") or "*1"),
+        moh_class=data.get("moh") if isinstance(data.get("moh"), str) else None,
+        ringback=_ringback(data.get("ringback")),
+        timeout=(timeout_ms if isinstance(timeout_ms, int) else 20000) / 1000,
+    )
+    return await call.attended_transfer(ctx.presser, request)
+
+
+def _ringback(value: object) -> str | None:
+    """A media to play instead of the ringing tone: a sound name or any Asterisk media URI."""
+    if not isinstance(value, str) or not value:
+        return None
+    from .play import media_uri
+
+    return media_uri(value)
