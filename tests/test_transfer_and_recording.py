@@ -159,6 +159,7 @@ async def attended_setup(service: Service, **data: Any) -> tuple[Any, Any, Any]:
 
 async def test_attended_transfer_consults_then_hands_over(service: Service) -> None:
     alice, bob, carol = await attended_setup(service, moh="default")
+    callee_id = next(iter(service.engine.calls.values())).legs["callee"].channel_id
     await carol.answer()
     await alice.wait_hears("party", TARGET)
     await carol.wait_hears("party", "alice")
@@ -168,7 +169,8 @@ async def test_attended_transfer_consults_then_hands_over(service: Service) -> N
     await carol.wait_hears("party", "bob")
     call = next(iter(service.engine.calls.values()))
     assert call.transfer is None
-    assert sorted(leg.name.split("/")[0] for leg in call.legs.values()) == ["Local", "PJSIP"]
+    assert call.legs["callee"].channel_id == callee_id  # bob stays
+    assert call.legs["caller"].name.startswith(f"Local/{TARGET}@")  # the target replaced alice
     await assert_nothing_left(service, bridges=1)
     creates = requests_to(service, "/channels/create")
     if creates:

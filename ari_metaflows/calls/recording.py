@@ -78,6 +78,7 @@ class CallRecorder:
         )
         limit = min(time_limit or MAX_RECORDING_SECONDS, MAX_RECORDING_SECONDS)
         self.current = recording  # claimed before the request: a racing start sees it
+        self._store(recording)
         try:
             await gateway.record_bridge(bridge_id, recording.name, fmt, max_duration=limit)
         except (AriError, AriUnavailable) as exc:
@@ -86,7 +87,6 @@ class CallRecorder:
             self._store(recording)
             raise RecordingRefused(f"cannot record: {exc}") from exc
         self.masked = False
-        self._store(recording)
         logger.info("call %s: recording %s (%s)", self.call_id, recording.name, fmt)
         return "started"
 

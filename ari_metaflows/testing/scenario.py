@@ -288,6 +288,8 @@ class _RealPhone(TestPhone):
         if partner is None:
             return None
         playing = await self.driver.playing_for(partner)
+        if playing is not None and playing.startswith("tone:ring"):
+            return Hearing("ringing")  # as the simulator reports a ringing tone
         if playing is not None:
             return Hearing("playback", playing)
         parties = await self.driver.parties_with(partner)
@@ -458,21 +460,33 @@ class AsteriskDriver(Driver):
                 return media
         return None
 
-    async def parties_with(self, channel: dict[str, Any]) -> list[str] | None:
+    async def parties_with(self, channel: dict[str, Any], depth: int = 0) -> list[str] | None:
         status, bridges = await self.request("GET", "/bridges")
         if status != 200:
             return None
         status, channels = await self.request("GET", "/channels")
         names = {c["id"]: c["name"] for c in channels}
+        by_name = {c["name"]: c for c in channels}
         for bridge in bridges:
-            if channel["id"] in bridge["channels"]:
-                if any(t == f"bridge:{bridge['id']}" for t, _ in self._playbacks.values()):
-                    return None  # hears() reports the bridge's playback itself
-                return [
-                    self._phone_behind(names.get(member, ""))
-                    for member in bridge["channels"]
-                    if member != channel["id"]
-                ]
+            if channel["id"] not in bridge["channels"]:
+                continue
+            if any(t == f"bridge:{bridge['id']}" for t, _ in self._playbacks.values()):
+                return None  # hears() reports the bridge's playback itself
+            parties: list[str] = []
+            for member in bridge["channels"]:
+                if member == channel["id"]:
+                    continue
+                name = names.get(member, "")
+                # A transfer target dials the phone from a Local channel whose ;1 half sits in
+                # the app's bridge: the phone hears whoever shares that bridge.
+                near = by_name.get(name[:-2] + ";1") if name.endswith(";2") else None
+                if depth < 2 and "@metaflows-test-transfer" in name and near is not None:
+                    behind = await self.parties_with(near, depth + 1)
+                    if behind:
+                        parties += behind
+                        continue
+                parties.append(self._phone_behind(name))
+            return parties
         return []
 
     def _phone_behind(self, channel_name: str) -> str:
@@ -481,7 +495,9 @@ class AsteriskDriver(Driver):
         for phone in self.phones.values():
             if phone.partner_name == channel_name:
                 return phone.name
-        if channel_name.startswith("Local/") and "@metaflows-test-phones" in channel_name:
+        if channel_name.startswith("Local/") and (
+            "@metaflows-test-phones" in channel_name or "@metaflows-test-transfer" in channel_name
+        ):
             return channel_name[len("Local/") :].split("@", 1)[0]
         return channel_name
 
