@@ -15,6 +15,7 @@ from .api.server import create_app
 from .ari.connection import AriConnection, ReconnectBackoff
 from .auth.tokens import Authenticator, TokenStore
 from .calls.engine import CallEngine, EngineSettings
+from .calls.parking import parse_slot_range
 from .config import Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
@@ -57,10 +58,18 @@ def call_side(
     transfer_context: str,
     recordings: RecordingJournal | None = None,
     backoff: ReconnectBackoff | None = None,
+    park_slots: str = "701-720",
+    park_timeout_context: str = "metaflows-park-timeout",
 ) -> tuple[CallEngine, AriConnection]:
     """The call engine and the ARI connection that feeds it."""
     engine = CallEngine(
-        EngineSettings(app=app, default_account=default_account, transfer_context=transfer_context),
+        EngineSettings(
+            app=app,
+            default_account=default_account,
+            transfer_context=transfer_context,
+            park_slots=parse_slot_range(park_slots),
+            park_timeout_context=park_timeout_context,
+        ),
         resolver,
         recordings,
     )
@@ -116,6 +125,8 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             default_account=settings.default_account_id,
             transfer_context=settings.transfer_context,
             recordings=journal,
+            park_slots=settings.park_slots,
+            park_timeout_context=settings.park_timeout_context,
         )
 
         async def ari_ready() -> bool:

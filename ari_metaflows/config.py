@@ -41,6 +41,8 @@ class Settings:
     admin_token: str | None = field(default=None, repr=False)
     default_account_id: str | None = None
     transfer_context: str = "default"
+    park_slots: str = "701-720"
+    park_timeout_context: str = "metaflows-park-timeout"
     log_level: str = "INFO"
 
     @property
@@ -154,6 +156,19 @@ def load_settings(
         raise ConfigError(
             f"METAFLOWS_TRANSFER_CONTEXT must be a dialplan context name, got {transfer_context!r}"
         )
+    park_timeout_context = get("METAFLOWS_PARK_TIMEOUT_CONTEXT") or defaults.park_timeout_context
+    if not _CONTEXT_RE.match(park_timeout_context):
+        raise ConfigError(
+            "METAFLOWS_PARK_TIMEOUT_CONTEXT must be a dialplan context name, "
+            f"got {park_timeout_context!r}"
+        )
+    park_slots = get("METAFLOWS_PARK_SLOTS") or defaults.park_slots
+    try:
+        from .calls.parking import parse_slot_range
+
+        parse_slot_range(park_slots)
+    except ValueError as exc:
+        raise ConfigError(f"METAFLOWS_PARK_SLOTS: {exc}") from None
     admin_token = get("METAFLOWS_ADMIN_TOKEN")
     if admin_token is not None and len(admin_token) < 16:
         raise ConfigError("METAFLOWS_ADMIN_TOKEN must be at least 16 characters long")
@@ -175,5 +190,7 @@ def load_settings(
         admin_token=admin_token,
         default_account_id=default_account,
         transfer_context=transfer_context,
+        park_slots=park_slots,
+        park_timeout_context=park_timeout_context,
         log_level=log_level,
     )

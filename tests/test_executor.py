@@ -89,8 +89,10 @@ async def test_a_failing_module_ends_the_flow_only() -> None:
 
 async def test_a_module_not_built_yet_is_reported_not_run() -> None:
     gateway = RecordingGateway()
-    steps = await run_flow(node({"module": "park"}), context(gateway), REGISTRY)
+    without_park = {name: run for name, run in REGISTRY.items() if name != "park"}
+    steps = await run_flow(node({"module": "park"}), context(gateway), without_park)
     assert steps == [("park", "unavailable")]
+    assert gateway.requests == []
 
 
 async def test_a_call_module_without_a_call_fails_the_flow_only() -> None:
@@ -134,3 +136,9 @@ async def test_break_stops_what_plays_on_the_presser_and_the_bridge() -> None:
     await run_flow(node({"module": "break"}), ctx, REGISTRY)
     assert sorted(r[1] for r in gateway.requests) == ["p-all", "p-self"]
     assert list(ctx.playbacks.by_id) == ["p-peer"]
+
+
+def test_every_supported_module_runs_on_this_server() -> None:
+    from ari_metaflows.metaflows.module_schemas import MODULE_SPECS
+
+    assert set(REGISTRY) == set(MODULE_SPECS)

@@ -196,6 +196,26 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "responses": _responses(plain_ok),
             },
         },
+        "/v2/accounts/{account_id}/parked_calls": {
+            "parameters": [account],
+            "get": {"summary": "The account's parking lot", "responses": _responses(plain_ok)},
+        },
+        "/v2/accounts/{account_id}/parked_calls/{slot}": {
+            "parameters": [
+                account,
+                {
+                    "name": "slot",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9]{1,8}$"},
+                },
+            ],
+            "post": {
+                "summary": 'Send the parked party on: {"data": {"extension", "context"?}}',
+                "requestBody": body,
+                "responses": {**_responses(plain_ok), "202": accepted},
+            },
+        },
         "/v2/accounts/{account_id}/recordings/{recording_id}/file": {
             "parameters": [account, recording],
             "get": {"summary": "The audio, streamed", "responses": {**_responses(audio)}},

@@ -16,7 +16,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
 )
-from . import channels, metaflows, ops, recordings
+from . import channels, metaflows, ops, parking, recordings
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
 
@@ -72,5 +72,6 @@ def create_app(context: ApiContext) -> web.Application:
     metaflows.add_routes(app.router)
     channels.add_routes(app.router)
     recordings.add_routes(app.router)
+    parking.add_routes(app.router)
     ops.add_routes(app.router)
     return app

@@ -227,6 +227,12 @@ class AriGateway:
         )
         return str(playback.get("id", ""))
 
+    async def mute(self, channel_id: str, direction: str, muted: bool) -> None:
+        """Mute ``in`` (what the channel sends), ``out`` (what it hears) or ``both``."""
+        await self._call(
+            "channels", "mute" if muted else "unmute", channelId=channel_id, direction=direction
+        )
+
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self._call("channels", "startMoh", channelId=channel_id, mohClass=moh_class)
 

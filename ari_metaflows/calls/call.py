@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ from ..metaflows.resolver import LegIdentity
 from ..modules import REGISTRY, ModuleContext, ModuleFailed, Playbacks, run_flow
 from .collector import Collector, Match, NoMatch, new_collector
 from .identity import identity_of
+from .parking import SlotUnavailable, dial_string_of
 from .recording import CallRecorder, RecordingRefused
 from .transfer import EXTENSION_RE, AttendedTransfer, TransferRequest
 
@@ -59,6 +61,23 @@ class Leg:
     released: bool = False  # sent on into the dialplan by us: not ours to hang up
 
 
+@dataclass(frozen=True)
+class Hold:
+    holder: str  # the role that pressed hold (out of the bridge, hearing silence)
+    unhold_key: str
+
+
+@dataclass
+class Parked:
+    account_id: str
+    slot: str
+    role: str  # the parked party
+    parker: str  # the parker's dial string, for the timeout's ring-back
+    deadline: float  # loop time
+    since: float = field(default_factory=time.time)
+    timeout: float = 120.0
+
+
 @dataclass
 class Call:
     engine: CallEngine
@@ -76,6 +95,9 @@ class Call:
     task: asyncio.Task[None] | None = None
     recorder: CallRecorder = field(init=False)
     transfer: AttendedTransfer | None = None
+    held: Hold | None = None
+    parked: Parked | None = None
+    hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
 
     def __post_init__(self) -> None:
         self.recorder = CallRecorder(self.id, self.engine.recordings)
@@ -118,9 +140,14 @@ class Call:
         deadlines = [c.deadline for c in self.collectors.values() if c.deadline is not None]
         if self.ring_deadline is not None:
             deadlines.append(self.ring_deadline)
+        if self.parked is not None:
+            deadlines.append(self.parked.deadline)
         return min(deadlines) if deadlines else None
 
     async def _fire_timers(self, now: float) -> None:
+        if self.parked is not None and now >= self.parked.deadline and self.phase == "parked":
+            await self._park_timed_out()
+            return
         if self.ring_deadline is not None and now >= self.ring_deadline and self.phase == "dialing":
             self.ring_deadline = None
             logger.info("call %s: no answer within %.0f s", self.id, self.ring_timeout)
@@ -256,6 +283,9 @@ class Call:
         if self.phase == "dialing" and role == CALLEE:
             await self._fail(_CAUSE_STATUS.get(cause or 0, "CHANUNAVAIL"))
             return
+        if self.phase == "parked" and self.parked is not None and role != self.parked.role:
+            return  # the parker leaves after hearing the slot; the parked party waits
+        self._unpark_slot()
         other = self.legs.get(CALLEE if role == CALLER else CALLER)
         gateway = self.engine.gateway
         if gateway is not None and other is not None and not (other.gone or other.released):
@@ -266,6 +296,7 @@ class Call:
         if self.phase == "ended":
             return
         self.phase = "ended"
+        self._unpark_slot()
         gateway = self.engine.gateway
         await self.recorder.stop(gateway, "ended with the call")
         if gateway is not None and self.bridge_id is not None:
@@ -326,7 +357,16 @@ class Call:
                 leg.identity, leg.metaflows = await self._owner_of(event["snapshot"])
                 self._build_collectors()
         elif kind == "PlaybackFinished":
-            self.playbacks.finished(str((event.get("playback") or {}).get("id", "")))
+            playback_id = str((event.get("playback") or {}).get("id", ""))
+            self.playbacks.finished(playback_id)
+            then_hang_up = self.hangup_after.pop(playback_id, None)
+            gateway = self.engine.gateway
+            if then_hang_up is not None and gateway is not None:
+                await self._safely(gateway.hangup(then_hang_up))
+        elif kind == "_unpark":
+            await self._retrieved(event["snapshot"])
+        elif kind == "_parked_to":
+            await self._send_parked_on(event["context"], event["extension"], event["priority"])
         elif kind == "BridgeDestroyed" and self.phase == "connected":
             if (event.get("bridge") or {}).get("id") == self.bridge_id:
                 self.bridge_id = None
@@ -352,6 +392,13 @@ class Call:
     def _digit(self, role: str, digit: str) -> None:
         if self.phase != "connected" or len(digit) != 1:
             return
+        held = self.held
+        if held is not None and role == held.holder and digit == held.unhold_key:
+            collector = self.collectors.get(role)
+            if collector is None or not collector.armed:
+                logger.info("call %s: %s pressed the unhold key", self.id, role)
+                self._launch(Node("resume", {}), role, {"dtmf_leg": role}, "dtmf")
+                return
         now = asyncio.get_running_loop().time()
         for owner, collector in list(self.collectors.items()):
             outcome = collector.on_digit(role, digit, now)
@@ -436,6 +483,8 @@ class Call:
             raise ModuleFailed("the call is not connected")
         if self.transfer is not None:
             raise ModuleFailed("a transfer is already running on this call")
+        if self.held is not None:
+            raise ModuleFailed("the call is on hold; resume it first")
         me, other = self.legs.get(presser), self.legs.get(self._other(presser))
         if me is None or other is None or me.gone or other.gone:
             raise ModuleFailed("both parties must be on the call")
@@ -497,6 +546,197 @@ class Call:
             {"type": "_resolve", "role": role, "snapshot": {"id": leg.channel_id, "name": leg.name}}
         )
 
+    # hold / resume
+
+    async def hold(self, presser: str, moh_class: str | None, unhold_key: str) -> str:
+        """The other party hears music on hold; the presser leaves the bridge (silence)."""
+        if self.held is not None:
+            return "already_held"
+        holder, _ = self._require_connected(presser)
+        gateway = self.engine.gateway_or_raise()
+        assert self.bridge_id is not None
+        self.held = Hold(presser, unhold_key)
+        try:
+            await gateway.remove_from_bridge(self.bridge_id, holder.channel_id)
+            await gateway.start_bridge_moh(self.bridge_id, moh_class)
+        except (AriError, AriUnavailable) as exc:
+            self.held = None
+            await self._safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
+            raise ModuleFailed(f"cannot hold: {exc}") from exc
+        logger.info("call %s: %s put the call on hold", self.id, presser)
+        return "held"
+
+    async def resume(self, presser: str) -> str:
+        held, self.held = self.held, None
+        if held is None:
+            return "not_held"
+        gateway = self.engine.gateway_or_raise()
+        holder = self.legs[held.holder]
+        if self.bridge_id is not None:
+            await self._safely(gateway.stop_bridge_moh(self.bridge_id))
+            if not holder.gone:
+                await self._safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
+        logger.info("call %s: resumed by %s", self.id, presser)
+        return "resumed"
+
+    # callflow
+
+    async def send_on(
+        self, presser: str, roles: list[str], context: str, extension: str, priority: int
+    ) -> str:
+        """Legs continue in the dialplan; the app's part of the call ends (legs not sent on
+        are hung up, as after a blind transfer)."""
+        if not EXTENSION_RE.match(extension):
+            raise ModuleFailed(f"{extension!r} is not a dialable extension")
+        if self.transfer is not None or self.parked is not None:
+            raise ModuleFailed("the call is being transferred or parked")
+        gateway = self.engine.gateway_or_raise()
+        await self.recorder.stop(gateway, "stopped: the call left the app")
+        for role in roles:
+            leg = self.legs[role]
+            leg.released = True
+            try:
+                await gateway.continue_in_dialplan(
+                    leg.channel_id, context=context, extension=extension, priority=priority
+                )
+            except (AriError, AriUnavailable) as exc:
+                leg.released = False
+                raise ModuleFailed(f"cannot send {role} to {extension}@{context}: {exc}") from exc
+        logger.info("call %s: %s sent on to %s@%s,%d", self.id, roles, extension, context, priority)
+        return "sent"
+
+    # park
+
+    async def park(self, presser: str, wanted: str | None, timeout: float) -> str:
+        parker, parked = self._require_connected(presser)
+        identity = parker.identity or parked.identity
+        if identity is None:
+            raise ModuleFailed("no account to park in")
+        gateway = self.engine.gateway_or_raise()
+        try:
+            slot = self.engine.parking.claim(identity.account_id, wanted, self)
+        except SlotUnavailable as exc:
+            await self._safely(
+                gateway.play_on_channel(parker.channel_id, "sound:pbx-parkingfailed")
+            )
+            raise ModuleFailed(str(exc)) from exc
+        loop = asyncio.get_running_loop()
+        self.parked = Parked(
+            identity.account_id,
+            slot,
+            self._other(presser),
+            dial_string_of(parker.name),
+            loop.time() + timeout,
+            timeout=timeout,
+        )
+        self.phase = "parked"
+        self.collectors = {}
+        await self.recorder.stop(gateway, "stopped: the call was parked")
+        assert self.bridge_id is not None
+        await self._safely(gateway.remove_from_bridge(self.bridge_id, parker.channel_id))
+        await self._safely(gateway.start_bridge_moh(self.bridge_id, None))
+        try:
+            playback = await gateway.play_on_channel(parker.channel_id, f"digits:{slot}")
+            self.hangup_after[playback] = parker.channel_id
+        except (AriError, AriUnavailable):
+            await self._safely(gateway.hangup(parker.channel_id))
+        logger.info(
+            "call %s: %s parked in slot %s of %s", self.id, parked.name, slot, identity.account_id
+        )
+        return "parked"
+
+    def _unpark_slot(self) -> None:
+        if self.parked is not None:
+            self.engine.parking.release(self.parked.account_id, self.parked.slot, self)
+
+    async def _retrieved(self, snapshot: dict[str, Any]) -> None:
+        """A channel in ``Stasis(metaflows,unpark,<slot>)`` takes the parker's place."""
+        gateway = self.engine.gateway_or_raise()
+        channel_id = snapshot["id"]
+        parked = self.parked
+        if self.phase != "parked" or parked is None or self.bridge_id is None:
+            self.engine.untrack_channel(channel_id)
+            await self._safely(gateway.set_variable(channel_id, "METAFLOWS_UNPARK_STATUS", "EMPTY"))
+            await self._safely(gateway.continue_in_dialplan(channel_id))
+            return
+        parker_role = self._other(parked.role)
+        self.engine.untrack_channel(self.legs[parker_role].channel_id)
+        self.engine.track_channel(channel_id, self)
+        leg = Leg(parker_role, channel_id, snapshot.get("name", ""), snapshot.get("state", ""))
+        leg.in_stasis = leg.answered = True
+        self.legs[parker_role] = leg
+        self._unpark_slot()
+        self.parked = None
+        try:
+            if snapshot.get("state") != "Up":
+                await gateway.answer(channel_id)
+            await gateway.stop_bridge_moh(self.bridge_id)
+            await gateway.add_to_bridge(self.bridge_id, [channel_id])
+        except Gone:
+            return  # someone left meanwhile; their hangup event ends the call
+        leg.state = "Up"
+        self.phase = "connected"
+        logger.info("call %s: slot %s retrieved by %s", self.id, parked.slot, leg.name)
+        leg.identity, leg.metaflows = await self._owner_of(snapshot)
+        parked_leg = self.legs[parked.role]
+        if parked_leg.identity is None:
+            parked_leg.identity, parked_leg.metaflows = await self._owner_of(
+                {"id": parked_leg.channel_id, "name": parked_leg.name}
+            )
+        self._build_collectors()
+
+    async def _park_timed_out(self) -> None:
+        parked = self.parked
+        assert parked is not None
+        logger.info(
+            "call %s: slot %s timed out; ringing back %s", self.id, parked.slot, parked.parker
+        )
+        self._unpark_slot()
+        leg = self.legs[parked.role]
+        gateway = self.engine.gateway_or_raise()
+        await self._safely(gateway.set_variable(leg.channel_id, "METAFLOWS_PARKER", parked.parker))
+        await self._safely(
+            gateway.set_variable(leg.channel_id, "METAFLOWS_PARKED_SLOT", parked.slot)
+        )
+        self.parked = None
+        await self._send_parked_leg(leg, self.engine.settings.park_timeout_context, parked.slot, 1)
+
+    async def _send_parked_on(self, context: str, extension: str, priority: int) -> None:
+        parked = self.parked
+        if parked is None or self.phase != "parked":
+            return
+        self._unpark_slot()
+        self.parked = None
+        await self._send_parked_leg(self.legs[parked.role], context, extension, priority)
+
+    async def _send_parked_leg(self, leg: Leg, context: str, extension: str, priority: int) -> None:
+        gateway = self.engine.gateway_or_raise()
+        leg.released = True
+        if self.bridge_id is not None:
+            await self._safely(gateway.stop_bridge_moh(self.bridge_id))
+        try:
+            await gateway.continue_in_dialplan(
+                leg.channel_id, context=context, extension=extension, priority=priority
+            )
+        except (AriError, AriUnavailable) as exc:
+            logger.warning("call %s: cannot send the parked party on: %s", self.id, exc)
+            leg.released = False
+            await self._safely(gateway.hangup(leg.channel_id))
+
+    def describe_parked(self) -> dict[str, Any]:
+        parked = self.parked
+        assert parked is not None
+        leg = self.legs[parked.role]
+        return {
+            "slot": parked.slot,
+            "channel_id": leg.channel_id,
+            "name": leg.name,
+            "call_id": self.id,
+            "parker": parked.parker,
+            "parked_at": parked.since,
+            "timeout": parked.timeout,
+        }
+
     async def record(self, presser: str, action: str, options: dict[str, Any]) -> str:
         gateway = self.engine.gateway_or_raise()
         recorder = self.recorder
@@ -547,6 +787,8 @@ class Call:
             "collector_armed": bool(collector and collector.armed),
             "recording": self.recorder.current.id if self.recorder.current else None,
             "recording_masked": self.recorder.masked,
+            "held": self.held is not None,
+            "parked_slot": self.parked.slot if self.parked else None,
             "transfer": (
                 None
                 if self.transfer is None

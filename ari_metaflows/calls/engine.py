@@ -26,6 +26,8 @@ from ..metaflows.resolver import MetaflowResolver
 from ..recordings import RecordingJournal
 from .call import CALLEE, CALLER, Call, CallTimeouts, Leg
 from .collector import Match
+from .identity import identity_of
+from .parking import ParkingLots, SlotRange
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class EngineSettings:
     default_account: str | None
     transfer_context: str
     timeouts: CallTimeouts = field(default_factory=CallTimeouts)
+    park_slots: SlotRange = field(default_factory=SlotRange)
+    park_timeout_context: str = "metaflows-park-timeout"
 
 
 class CallEngine:
@@ -48,6 +52,7 @@ class CallEngine:
         self.settings = settings
         self.resolver = resolver
         self.recordings = recordings
+        self.parking = ParkingLots(settings.park_slots)
         self.default_account = settings.default_account
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
@@ -138,6 +143,9 @@ class CallEngine:
             self.track_channel(channel["id"], call)
             self._start_task(call, event)
             return
+        if args[:1] == ["unpark"] and len(args) >= 2 and isinstance(args[1], str):
+            self._detached(self._unpark(channel, args[1]))
+            return
         # A callee of a call that already ended, or a Stasis() we don't understand.
         if args[:1] in ([CALLEE], ["transfer"]):
             self._detached(self._hangup(channel["id"]))
@@ -172,11 +180,35 @@ class CallEngine:
             except (AriError, AriUnavailable) as exc:
                 logger.debug("hangup of %s: %s", channel_id, exc)
 
-    async def _continue(self, channel_id: str, status: str) -> None:
+    async def _unpark(self, channel: dict[str, Any], slot: str) -> None:
+        """``Stasis(metaflows,unpark,<slot>)``: hand the channel to the parked call, or send it
+        on with ``METAFLOWS_UNPARK_STATUS=EMPTY`` (the dialplan plays the sound)."""
+        gateway = self.gateway
+        if gateway is None:
+            return
+
+        async def read(name: str) -> str | None:
+            return await gateway.get_variable(channel["id"], name)
+
+        try:
+            identity = await identity_of(channel, self.default_account, read)
+        except (AriError, AriUnavailable):
+            identity = None
+        call = self.parking.get(identity.account_id, slot) if identity else None
+        if call is None:
+            logger.info("unpark of slot %s by %s: nothing parked there", slot, channel.get("name"))
+            await self._continue(channel["id"], "EMPTY", "METAFLOWS_UNPARK_STATUS")
+            return
+        self.track_channel(channel["id"], call)
+        call.submit({"type": "_unpark", "snapshot": channel, "slot": slot})
+
+    async def _continue(
+        self, channel_id: str, status: str, variable: str = "METAFLOWS_DIALSTATUS"
+    ) -> None:
         if self.gateway is None:
             return
         try:
-            await self.gateway.set_variable(channel_id, "METAFLOWS_DIALSTATUS", status)
+            await self.gateway.set_variable(channel_id, variable, status)
             await self.gateway.continue_in_dialplan(channel_id)
         except (AriError, AriUnavailable) as exc:
             logger.debug("continue of %s: %s", channel_id, exc)

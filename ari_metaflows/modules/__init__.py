@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from . import break_, hangup, play, record_call, say, transfer
+from . import (
+    audio_level,
+    break_,
+    callflow,
+    hangup,
+    hold,
+    park,
+    play,
+    record_call,
+    resume,
+    say,
+    transfer,
+)
 from .base import ModuleContext, ModuleFailed, ModuleRunner, Playbacks, run_flow
 
 REGISTRY: dict[str, ModuleRunner] = {
@@ -12,6 +24,11 @@ REGISTRY: dict[str, ModuleRunner] = {
     "say": say.run,
     "transfer": transfer.run,
     "record_call": record_call.run,
+    "hold": hold.run,
+    "resume": resume.run,
+    "audio_level": audio_level.run,
+    "callflow": callflow.run,
+    "park": park.run,
 }
 
 __all__ = ["REGISTRY", "ModuleContext", "ModuleFailed", "ModuleRunner", "Playbacks", "run_flow"]

@@ -45,6 +45,16 @@ class CallActions(Protocol):
 
     async def record(self, presser: str, action: str, options: dict[str, Any]) -> str: ...
 
+    async def hold(self, presser: str, moh_class: str | None, unhold_key: str) -> str: ...
+
+    async def resume(self, presser: str) -> str: ...
+
+    async def send_on(
+        self, presser: str, roles: list[str], context: str, extension: str, priority: int
+    ) -> str: ...
+
+    async def park(self, presser: str, wanted: str | None, timeout: float) -> str: ...
+
 
 @dataclass(frozen=True)
 class ModuleContext:

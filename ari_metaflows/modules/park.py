@@ -1,0 +1,18 @@
+"""``park``: the other party waits in the account's parking lot; the presser hears the slot."""
+
+from __future__ import annotations
+
+from .base import ModuleContext
+
+
+async def run(ctx: ModuleContext) -> str | None:
+    data = ctx.data
+    slot = data.get("slot")
+    if not isinstance(slot, str) or not slot:
+        captures = data.get("captures")
+        first = captures[0] if isinstance(captures, list) and captures else None
+        slot = first if isinstance(first, str) and first.isdigit() else None
+    timeout = data.get("timeout", 120)
+    return await ctx.require_call().park(
+        ctx.presser, slot, float(timeout) if isinstance(timeout, int) else 120.0
+    )

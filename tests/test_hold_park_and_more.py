@@ -1,0 +1,341 @@
+"""hold/resume, audio_level, callflow, park/unpark, and trees with children (SPEC §6; issue 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ari_metaflows.api.context import ApiContext
+from ari_metaflows.api.server import create_app
+from ari_metaflows.auth.tokens import Authenticator, TokenStore
+from ari_metaflows.calls.parking import dial_string_of, parse_slot_range
+from ari_metaflows.db.database import Database
+from ari_metaflows.metaflows.store import Owner
+from ari_metaflows.sim.core import DialPhone, StasisApp
+from ari_metaflows.testing.scenario import Driver, SimDriver
+
+from .conftest import ADMIN_TOKEN
+from .test_engine_scenarios import (
+    ACCOUNT,
+    FAST,
+    Service,
+    connected_call,
+    sim_only,
+    start_service,
+    stop_service,
+)
+
+ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
+
+
+@pytest.fixture
+async def service(
+    driver: Driver, database_url: str, db: Database, tmp_path: Path
+) -> AsyncIterator[Service]:
+    running = await start_service(driver, database_url, db, tmp_path / "journal.jsonl")
+    yield running
+    await driver.hang_up_all()
+    with contextlib.suppress(TimeoutError):
+        await running.wait_no_calls(timeout=3)
+    await stop_service(running)
+
+
+@pytest.fixture
+async def api(service: Service, tokens: TokenStore) -> AsyncIterator[Any]:
+    context = ApiContext(
+        store=service.store, authenticator=Authenticator(ADMIN_TOKEN, tokens), engine=service.engine
+    )
+    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+        yield client
+
+
+def requests_to(service: Service, suffix: str) -> list[dict[str, Any]]:
+    driver = service.driver
+    if not isinstance(driver, SimDriver):
+        return []
+    return [q for _, path, q in driver.sim.core.requests if path.endswith(suffix)]
+
+
+async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def the_call(service: Service) -> Any:
+    return next(iter(service.engine.calls.values()))
+
+
+async def doc(service: Service, **numbers: Any) -> None:
+    await service.document(
+        Owner.account(ACCOUNT),
+        numbers=numbers,
+        patterns={
+            "8(\\d+)": {"module": "callflow"},
+            "7(\\d+)": {"module": "park"},
+        },
+    )
+
+
+# -- hold / resume --------------------------------------------------------------------------
+
+
+async def test_hold_then_unhold_key(service: Service) -> None:
+    await doc(service, **{"5": {"module": "hold", "data": {"moh": "default"}}})
+    alice, bob = await connected_call(service)
+    await alice.press("*5", FAST)
+    await wait_until(lambda: the_call(service).held is not None)
+    await bob.wait_hears("moh", "default")
+    await alice.wait_hears("silence")
+    assert the_call(service).describe("caller")["held"] is True
+    await alice.press("1", FAST)  # no binding digit
+    await wait_until(lambda: the_call(service).held is None)
+    await bob.wait_hears("party", "alice")
+    await alice.wait_hears("party", "bob")
+
+
+async def test_hold_twice_resume_code_and_resume_when_not_held(service: Service) -> None:
+    await doc(
+        service,
+        **{"5": {"module": "hold"}, "6": {"module": "resume"}},
+    )
+    alice, bob = await connected_call(service)
+    await alice.press("*6", FAST)  # not held: nothing changes
+    await service.wait_matches(1)
+    await alice.press("*5", FAST)
+    await bob.wait_hears("moh")
+    await alice.press("*5", FAST)  # already held: still one hold
+    await service.wait_matches(3)
+    await asyncio.sleep(0.1)
+    assert len(requests_to(service, "/moh")) in (0, 1)
+    await alice.press("*6", FAST)
+    await bob.wait_hears("party", "alice")
+    await alice.wait_hears("party", "bob")
+
+
+@pytest.mark.parametrize("who_leaves", ["holder", "held"])
+async def test_either_party_hanging_up_while_held(service: Service, who_leaves: str) -> None:
+    await doc(service, **{"5": {"module": "hold"}})
+    alice, bob = await connected_call(service)
+    await alice.press("*5", FAST)
+    await bob.wait_hears("moh")
+    leaving, staying = (alice, bob) if who_leaves == "holder" else (bob, alice)
+    await leaving.hangup()
+    await staying.wait_idle()
+    await service.wait_no_calls()
+    driver = service.driver
+    if isinstance(driver, SimDriver):
+        await driver.sim.core.wait_for(lambda: not driver.sim.core.bridges)
+
+
+# -- audio_level --------------------------------------------------------------------------
+
+
+async def test_audio_level_mutes_and_restores(service: Service) -> None:
+    await doc(
+        service,
+        **{
+            "3": {"module": "audio_level", "data": {"action": "start", "level": -4}},
+            "4": {"module": "audio_level", "data": {"action": "stop"}},
+            "2": {
+                "module": "audio_level",
+                "data": {"level": 2, "mode": "read", "leg": "peer"},
+            },
+        },
+    )
+    alice, bob = await connected_call(service)
+    driver = service.driver
+    simulated = isinstance(driver, SimDriver)  # a real Asterisk does not show mutes to us
+    await alice.press("*3", FAST)
+    await service.wait_matches(1)
+    if simulated:
+        await alice.wait_hears("silence")  # what alice hears is muted
+        await bob.wait_hears("party", "alice")  # bob still hears alice
+    await alice.press("*4", FAST)
+    await service.wait_matches(2)
+    await alice.wait_hears("party", "bob")
+    await alice.press("*2", FAST)
+    await service.wait_matches(3)
+    if isinstance(driver, SimDriver):
+        await wait_until(lambda: len(requests_to(service, "/variable")) >= 2)
+        mutes = requests_to(service, "/mute")
+        assert mutes[0] == {"direction": "out"}
+        volumes = [q for q in requests_to(service, "/variable") if q["variable"].startswith("VOL")]
+        assert volumes[0] == {"variable": "VOLUME(TX)", "value": "0"}
+        assert volumes[-1] == {"variable": "VOLUME(RX)", "value": "3"}
+        bob_channel = the_call(service).legs["callee"].channel_id
+        assert driver.sim.core.channels[bob_channel].variables["VOLUME(RX)"] == "3"
+
+
+# -- callflow --------------------------------------------------------------------------
+
+
+async def test_callflow_sends_the_other_party_to_the_captured_extension(service: Service) -> None:
+    await doc(service)
+    alice, bob = await connected_call(service)
+    carol = service.driver.add_phone("1234")
+    await alice.press("*81234", FAST)
+    await alice.wait_idle()
+    await carol.answer()
+    await bob.wait_hears("party", "1234")
+    for q in requests_to(service, "/continue"):
+        assert q == {
+            "context": service.driver.transfer_context,
+            "extension": "1234",
+            "priority": "1",
+        }
+
+
+# -- park / unpark --------------------------------------------------------------------------
+
+
+def dial_unpark(driver: SimDriver, phone: Any, slot: str) -> None:
+    driver.sim.core.dialplan.add("unpark-test", slot, StasisApp(driver.app, ("unpark", slot)))
+    phone.phone.call(slot, "unpark-test")
+
+
+async def test_park_says_the_slot_and_unpark_retrieves(service: Service, api: Any) -> None:
+    driver = sim_only(service.driver)
+    await doc(service, **{"7": {"module": "park"}})
+    alice, bob = await connected_call(service)
+    await alice.press("*7", FAST)
+    await bob.wait_hears("moh")
+    await alice.wait_idle()  # after hearing "seven zero one"
+    plays = [q["media"] for q in requests_to(service, "/play")]
+    assert "digits:701" in plays
+    body = await (await api.get(f"/v2/accounts/{ACCOUNT}/parked_calls", headers=ADMIN)).json()
+    (parked,) = body["data"]
+    assert parked["slot"] == "701"
+    assert parked["parker"] == "PJSIP/alice"
+    carol = driver.add_phone("carol")
+    dial_unpark(driver, carol, "701")
+    await carol.wait_hears("party", "bob")
+    await bob.wait_hears("party", "carol")
+    body = await (await api.get(f"/v2/accounts/{ACCOUNT}/parked_calls", headers=ADMIN)).json()
+    assert body["data"] == []
+    # The retrieved call is a normal call again: codes work, hangup ends it.
+    await bob.hangup()
+    await carol.wait_idle()
+    await service.wait_no_calls()
+
+
+async def test_park_in_a_captured_slot_and_an_occupied_slot(service: Service) -> None:
+    driver = sim_only(service.driver)
+    await doc(service)
+    alice, _bob = await connected_call(service)
+    await alice.press("*7705", FAST)
+    await alice.wait_idle(timeout=5)
+    carol = driver.add_phone("carol", None)
+    dave = driver.add_phone("dave")
+    await driver.call(carol, dave)
+    await dave.answer()
+    await carol.wait_hears("party", "dave")
+    await carol.press("*7705", FAST)  # taken by bob
+    await carol.wait_hears("playback", "sound:pbx-parkingfailed")
+    await carol.wait_hears("party", "dave")  # the call goes on
+    assert service.engine.parking.get(ACCOUNT, "705") is not None
+
+
+async def test_unpark_of_an_empty_slot_goes_back_to_the_dialplan(service: Service) -> None:
+    driver = sim_only(service.driver)
+    carol = driver.add_phone("carol")
+    dial_unpark(driver, carol, "709")
+    channel = carol.phone.channel
+    await carol.wait_idle()
+    assert channel is not None
+    assert channel.variables["METAFLOWS_UNPARK_STATUS"] == "EMPTY"
+
+
+async def test_park_timeout_rings_the_parker_back(service: Service) -> None:
+    driver = sim_only(service.driver)
+    await doc(service, **{"7": {"module": "park", "data": {"timeout": 1}}})
+    driver.sim.core.dialplan.add("metaflows-park-timeout", "701", DialPhone("alice", 20))
+    alice, bob = await connected_call(service)
+    await alice.press("*7", FAST)
+    await alice.wait_idle()
+    await alice.answer(timeout=5)  # the ring-back
+    await bob.wait_hears("party", "alice")
+    assert not service.engine.parking.of_account(ACCOUNT)
+
+
+async def test_api_retrieves_a_parked_call_into_the_dialplan(service: Service, api: Any) -> None:
+    sim_only(service.driver)
+    await doc(service, **{"7": {"module": "park"}})
+    alice, bob = await connected_call(service)
+    await alice.press("*7", FAST)
+    await alice.wait_idle()
+    carol = service.driver.add_phone("1234")
+    url = f"/v2/accounts/{ACCOUNT}/parked_calls"
+    bad = await api.post(f"{url}/701", json={"data": {"extension": "no way"}}, headers=ADMIN)
+    assert bad.status == 400
+    missing = await api.post(f"{url}/702", json={"data": {"extension": "1234"}}, headers=ADMIN)
+    assert missing.status == 404
+    other = await api.post(
+        "/v2/accounts/acc2/parked_calls/701", json={"data": {"extension": "1234"}}, headers=ADMIN
+    )
+    assert other.status == 404
+    ok = await api.post(f"{url}/701", json={"data": {"extension": "1234"}}, headers=ADMIN)
+    assert ok.status == 202
+    await carol.answer()
+    await bob.wait_hears("party", "1234")
+
+
+def test_slot_ranges_and_dial_strings() -> None:
+    assert parse_slot_range("701-720").first == 701
+    for bad in ("720-701", "x-1", "1", "1-100000"):
+        with pytest.raises(ValueError, match=r"."):
+            parse_slot_range(bad)
+    assert dial_string_of("PJSIP/alice-0000001a") == "PJSIP/alice"
+    assert dial_string_of("Local/12@ctx-0000001b;2") == "Local/12@ctx"
+
+
+# -- the channels API and trees -------------------------------------------------------------------
+
+
+async def test_channels_api_runs_hold_and_resume(service: Service, api: Any) -> None:
+    _alice, bob = await connected_call(service)
+    leg = the_call(service).legs["caller"].channel_id
+    url = f"/v2/accounts/{ACCOUNT}/channels/{leg}"
+    response = await api.post(
+        url, json={"data": {"action": "hold", "moh": "default"}}, headers=ADMIN
+    )
+    assert response.status == 202
+    await bob.wait_hears("moh")
+    response = await api.post(url, json={"data": {"action": "resume"}}, headers=ADMIN)
+    assert response.status == 202
+    await bob.wait_hears("party", "alice")
+    bad = await api.post(url, json={"data": {"action": "audio_level", "level": 9}}, headers=ADMIN)
+    assert bad.status == 400
+    body = await bad.json()
+    assert "data.level" in body["data"]
+
+
+async def test_children_run_in_order_play_then_record(service: Service) -> None:
+    await doc(
+        service,
+        **{
+            "9": {
+                "module": "play",
+                "data": {"id": "beep", "leg": "both"},
+                "children": {"_": {"module": "record_call", "data": {"action": "start"}}},
+            }
+        },
+    )
+    alice, _bob = await connected_call(service)
+    await alice.press("*9", FAST)
+    call = the_call(service)
+    await wait_until(lambda: call.recorder.current is not None)
+    driver = service.driver
+    if isinstance(driver, SimDriver):
+        order = [
+            path.rsplit("/", 1)[-1]
+            for _, path, _ in driver.sim.core.requests
+            if path.endswith(("/play", "/record"))
+        ]
+        assert order == ["play", "record"]
