@@ -2,7 +2,8 @@
 FROM python:3.11-slim-bookworm
 
 # Run unprivileged. In containers METAFLOWS_DATABASE_URL points at a real PostgreSQL.
-RUN useradd --create-home --uid 10001 metaflows
+RUN useradd --create-home --uid 10001 metaflows \
+ && mkdir -p /var/lib/ari-metaflows && chown metaflows /var/lib/ari-metaflows
 WORKDIR /app
 
 # Dependencies first (cached layer), pinned by requirements.lock.
@@ -12,7 +13,10 @@ COPY migrations ./migrations
 RUN pip install --no-cache-dir -c requirements.lock .
 
 USER metaflows
+# METAFLOWS_DATA_DIR holds the recordings journal (rows waiting for the database): keep it on a
+# volume so they survive a restart or an upgrade.
 ENV METAFLOWS_API_LISTEN=0.0.0.0:8000 \
+    METAFLOWS_DATA_DIR=/var/lib/ari-metaflows \
     PYTHONUNBUFFERED=1
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --retries=3 \

@@ -151,3 +151,32 @@ def test_every_conf_file_is_readable() -> None:
     for path in CONF.glob("*.conf"):
         assert isinstance(asterisk_conf(path.name), dict)
         assert Path(path).read_text().endswith("\n")
+
+
+def test_park_transfer_and_ringing_tone_are_wired() -> None:
+    """What transfer and park rely on exists, under the names the service's defaults use."""
+    from ari_metaflows.config import Settings
+
+    defaults = Settings()
+    env = compose()["services"]["metaflows"]["environment"]
+    sections = asterisk_conf("extensions.conf")
+    assert env["METAFLOWS_TRANSFER_CONTEXT"] in sections
+    assert env["METAFLOWS_PARK_TIMEOUT_CONTEXT"] == defaults.park_timeout_context
+    timeout_lines = " ".join(v for _, v in sections[defaults.park_timeout_context])
+    assert "Dial(${METAFLOWS_PARKER}" in timeout_lines
+    internal = " ".join(v for _, v in sections["internal"])
+    assert "Stasis(metaflows,unpark,${EXTEN})" in internal
+    assert "Playback(pbx-invalidpark)" in internal
+    first, last = env["METAFLOWS_PARK_SLOTS"].split("-")
+    assert (first[0], len(first), len(last)) == ("7", 3, 3)  # dialled through _7XX
+    tones = asterisk_conf("indications.conf")
+    country = values(tones["general"], "country")[0]
+    assert values(tones[country], "ring"), "tone:ring needs a ring tone in the default zone"
+
+
+def test_the_journal_directory_is_a_volume() -> None:
+    dockerfile = (PROJECT_ROOT / "Dockerfile").read_text()
+    data_dir = re.search(r"METAFLOWS_DATA_DIR=(\S+)", dockerfile)
+    assert data_dir is not None
+    volumes = compose()["services"]["metaflows"]["volumes"]
+    assert any(v.endswith(":" + data_dir.group(1)) for v in volumes)
