@@ -101,8 +101,10 @@ async def stop_service(service: Service) -> None:
 
 
 @pytest.fixture
-async def service(driver: Driver, database_url: str, db: Database) -> AsyncIterator[Service]:
-    running = await start_service(driver, database_url, db)
+async def service(
+    driver: Driver, database_url: str, db: Database, tmp_path: Path
+) -> AsyncIterator[Service]:
+    running = await start_service(driver, database_url, db, tmp_path / "journal.jsonl")
     yield running
     # End the test's calls while the app still runs: a real Asterisk keeps the websocket
     # session of an app that leaves calls behind (docs/asterisk-facts.md).
