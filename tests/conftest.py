@@ -24,9 +24,10 @@ from ari_metaflows.db.database import Database
 from ari_metaflows.db.embedded import start_embedded_postgres
 from ari_metaflows.db.migrate import apply_migrations
 from ari_metaflows.metaflows.store import MetaflowStore
-from ari_metaflows.testing.scenario import Driver, driver_from_environment
+from ari_metaflows.testing.scenario import Driver, SimDriver, driver_from_environment
 
-ADMIN_TOKEN = "test-admin-token-0123456789"
+from .helpers.engine_service import ADMIN_TOKEN, Service, running_service
+
 TEMPLATE_DB = "metaflows_template"
 
 
@@ -76,6 +77,25 @@ async def database_url(pg_server_url: str) -> AsyncIterator[str]:
 async def driver() -> AsyncIterator[Driver]:
     """Where scenario tests place calls: the simulator, or a real Asterisk when ARI_URL is set."""
     async with driver_from_environment() as running:
+        yield running
+
+
+@pytest.fixture
+async def service(
+    driver: Driver, database_url: str, db: Database, tmp_path: Path
+) -> AsyncIterator[Service]:
+    """The service's call side on the scenario driver (simulator or real Asterisk)."""
+    async with running_service(driver, database_url, db, tmp_path / "journal.jsonl") as running:
+        yield running
+
+
+@pytest.fixture
+async def sim_service(database_url: str, db: Database, tmp_path: Path) -> AsyncIterator[Service]:
+    """The same, always on the simulator (for checks a real Asterisk cannot show)."""
+    async with (
+        SimDriver() as driver,
+        running_service(driver, database_url, db, tmp_path / "journal.jsonl") as running,
+    ):
         yield running
 
 

@@ -7,139 +7,23 @@ or a real Asterisk when ARI_URL is set (simulator-only checks are skipped there)
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import tempfile
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from ari_metaflows.app import call_side
-from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
-from ari_metaflows.calls.engine import CallEngine
+from ari_metaflows.ari.connection import ReconnectBackoff
 from ari_metaflows.db.database import Database
-from ari_metaflows.metaflows.documents import validate_document
-from ari_metaflows.metaflows.resolver import MetaflowResolver
-from ari_metaflows.metaflows.store import MetaflowStore, Owner
-from ari_metaflows.recordings import JournalTimeouts, RecordingJournal, RecordingStore
-from ari_metaflows.sim import KeyTiming
-from ari_metaflows.testing.scenario import (
-    Driver,
-    SimDriver,
+from ari_metaflows.metaflows.store import Owner
+from ari_metaflows.testing.scenario import Driver, SimDriver
+from ari_metaflows.testing.scenario import Owner as PhoneOwner
+
+from .helpers.engine_service import (
+    ACCOUNT,
+    FAST,
+    Service,
+    connected_call,
+    sim_only,
+    start_service,
+    stop_service,
 )
-from ari_metaflows.testing.scenario import (
-    Owner as PhoneOwner,
-)
-
-ACCOUNT = "acc1"
-
-
-@dataclass
-class Service:
-    driver: Driver
-    store: MetaflowStore
-    engine: CallEngine
-    ari: AriConnection
-    task: asyncio.Task[None]
-    journal: RecordingJournal
-
-    async def document(self, owner: Owner, **fields: Any) -> None:
-        await self.store.put(owner, validate_document(fields))
-
-    def matches(self) -> list[dict[str, Any]]:
-        return list(self.engine.history)
-
-    async def wait_matches(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while len(self.engine.history) < count:
-                await asyncio.sleep(0.01)
-        return self.matches()
-
-    async def wait_no_calls(self, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while self.engine.calls:
-                await asyncio.sleep(0.01)
-
-
-async def start_service(
-    driver: Driver, database_url: str, db: Database, journal_path: Path | None = None
-) -> Service:
-    store = MetaflowStore(db)
-    resolver = MetaflowResolver(store, listen_url=database_url)
-    await resolver.start()
-    journal = RecordingJournal(
-        RecordingStore(db),
-        journal_path or Path(tempfile.mkdtemp()) / "journal.jsonl",
-        JournalTimeouts(retry_initial=0.05, retry_max=0.2),
-    )
-    await journal.start()
-    engine, ari = call_side(
-        app=driver.app,
-        ari_url=driver.ari_url,
-        username=driver.ari_username,
-        password=driver.ari_password,
-        resolver=resolver,
-        default_account=driver.default_account,
-        transfer_context=driver.transfer_context,
-        recordings=journal,
-        backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
-    )
-    task = asyncio.create_task(ari.run_forever())
-    await asyncio.wait_for(ari.connected.wait(), 10)
-    return Service(driver, store, engine, ari, task, journal)
-
-
-async def stop_service(service: Service) -> None:
-    service.task.cancel()
-    await asyncio.gather(service.task, return_exceptions=True)
-    await service.engine.close()
-    await service.journal.flush(timeout=2)
-    await service.journal.close()
-    await service.engine.resolver.stop()
-
-
-@pytest.fixture
-async def service(
-    driver: Driver, database_url: str, db: Database, tmp_path: Path
-) -> AsyncIterator[Service]:
-    running = await start_service(driver, database_url, db, tmp_path / "journal.jsonl")
-    yield running
-    # End the test's calls while the app still runs: a real Asterisk keeps the websocket
-    # session of an app that leaves calls behind (docs/asterisk-facts.md).
-    await driver.hang_up_all()
-    with contextlib.suppress(TimeoutError):
-        await running.wait_no_calls(timeout=3)
-    await stop_service(running)
-
-
-def sim_only(driver: Driver) -> SimDriver:
-    if not isinstance(driver, SimDriver):
-        pytest.skip("needs the simulator")
-    return driver
-
-
-async def connected_call(
-    service: Service,
-    caller: str = "alice",
-    callee: str = "bob",
-    caller_user: str | None = "u-alice",
-) -> tuple[Any, Any]:
-    driver = service.driver
-    alice = driver.add_phone(caller, PhoneOwner(account=ACCOUNT, user=caller_user))
-    bob = driver.add_phone(callee)
-    await driver.call(alice, bob)
-    await bob.answer()
-    await alice.wait_hears("party", callee)
-    await bob.wait_hears("party", caller)
-    async with asyncio.timeout(5):
-        while not any(c.phase == "connected" for c in service.engine.calls.values()):
-            await asyncio.sleep(0.01)
-    return alice, bob
-
-
-FAST = KeyTiming(duration_ms=60, gap_ms=40)
 
 # -- dial mode -------------------------------------------------------------------------------
 
@@ -404,17 +288,18 @@ async def test_bad_events_and_digit_storms_break_nothing(service: Service) -> No
 
 
 async def test_calls_survive_a_service_restart_and_are_adopted(
-    driver: Driver, database_url: str, db: Database
+    driver: Driver, database_url: str, db: Database, tmp_path: Path
 ) -> None:
     sim_only(driver)
-    first = await start_service(driver, database_url, db)
+    journal = tmp_path / "journal.jsonl"
+    first = await start_service(driver, database_url, db, journal)
     await first.document(
         Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
     )
     alice, bob = await connected_call(first)
     await stop_service(first)  # our process "restarts"; the call goes on in Asterisk
     await alice.wait_hears("party", "bob")
-    second = await start_service(driver, database_url, db)
+    second = await start_service(driver, database_url, db, journal)
     try:
         assert len(second.engine.calls) == 1
         await alice.press("*9", FAST)

@@ -3,73 +3,36 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from ari_metaflows.api.context import ApiContext
-from ari_metaflows.api.server import create_app
-from ari_metaflows.auth.tokens import Authenticator, TokenStore
+from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.calls.parking import dial_string_of, parse_slot_range
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim.core import DialPhone, StasisApp
-from ari_metaflows.testing.scenario import Driver, SimDriver
+from ari_metaflows.testing.scenario import SimDriver
 
-from .conftest import ADMIN_TOKEN
-from .test_engine_scenarios import (
+from .helpers.engine_service import (
     ACCOUNT,
+    ADMIN,
     FAST,
     Service,
+    api_client,
     connected_call,
+    requests_to,
     sim_only,
-    start_service,
-    stop_service,
+    the_call,
+    wait_until,
 )
 
-ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
-
 
 @pytest.fixture
-async def service(
-    driver: Driver, database_url: str, db: Database, tmp_path: Path
-) -> AsyncIterator[Service]:
-    running = await start_service(driver, database_url, db, tmp_path / "journal.jsonl")
-    yield running
-    await driver.hang_up_all()
-    with contextlib.suppress(TimeoutError):
-        await running.wait_no_calls(timeout=3)
-    await stop_service(running)
-
-
-@pytest.fixture
-async def api(service: Service, tokens: TokenStore) -> AsyncIterator[Any]:
-    context = ApiContext(
-        store=service.store, authenticator=Authenticator(ADMIN_TOKEN, tokens), engine=service.engine
-    )
-    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+async def api(service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
+    async with api_client(service, tokens, db) as client:
         yield client
-
-
-def requests_to(service: Service, suffix: str) -> list[dict[str, Any]]:
-    driver = service.driver
-    if not isinstance(driver, SimDriver):
-        return []
-    return [q for _, path, q in driver.sim.core.requests if path.endswith(suffix)]
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
-
-
-def the_call(service: Service) -> Any:
-    return next(iter(service.engine.calls.values()))
 
 
 async def doc(service: Service, **numbers: Any) -> None:

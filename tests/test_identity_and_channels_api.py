@@ -7,10 +7,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
-from ari_metaflows.api.context import ApiContext
-from ari_metaflows.api.server import create_app
 from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.calls.identity import endpoint_name, identity_of
 from ari_metaflows.db.database import Database
@@ -18,14 +16,13 @@ from ari_metaflows.metaflows.resolver import LegIdentity
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.testing.scenario import SimDriver
 
-from .conftest import ADMIN_TOKEN
-from .test_engine_scenarios import (
+from .helpers.engine_service import (
     ACCOUNT,
+    ADMIN_TOKEN,
     FAST,
     Service,
+    api_client,
     connected_call,
-    start_service,
-    stop_service,
 )
 
 ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
@@ -82,14 +79,6 @@ async def test_identity_rejects_junk_ids_and_falls_back_to_variables() -> None:
 # -- with the engine -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-async def sim_service(database_url: str, db: Database) -> AsyncIterator[Service]:
-    async with SimDriver() as driver:
-        service = await start_service(driver, database_url, db)
-        yield service
-        await stop_service(service)
-
-
 async def test_websocket_credentials_travel_in_a_header(sim_service: Service) -> None:
     driver = sim_service.driver
     assert isinstance(driver, SimDriver)
@@ -99,18 +88,8 @@ async def test_websocket_credentials_travel_in_a_header(sim_service: Service) ->
 
 
 @pytest.fixture
-async def api(
-    sim_service: Service, db: Database, tokens: TokenStore
-) -> AsyncIterator[TestClient[Any, Any]]:
-    from ari_metaflows.auth.tokens import Authenticator
-
-    context = ApiContext(
-        store=sim_service.store,
-        authenticator=Authenticator(ADMIN_TOKEN, tokens),
-        readiness={},
-        engine=sim_service.engine,
-    )
-    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+async def api(sim_service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
+    async with api_client(sim_service, tokens, db) as client:
         yield client
 
 

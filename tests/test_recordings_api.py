@@ -7,42 +7,22 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from ari_metaflows.api.context import ApiContext
-from ari_metaflows.api.server import create_app
-from ari_metaflows.auth.tokens import Authenticator, TokenStore
+from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.recordings import Recording, RecordingStore
 from ari_metaflows.sim.core import wav_of_silence
 from ari_metaflows.sim.model import StoredRecording
 from ari_metaflows.testing.scenario import SimDriver
 
-from .conftest import ADMIN_TOKEN
-from .test_engine_scenarios import Service, start_service, stop_service
+from .helpers.engine_service import ADMIN, Service, api_client
 
-ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
 BASE = "/v2/accounts/acc1/recordings"
 
 
 @pytest.fixture
-async def sim_service(database_url: str, db: Database) -> AsyncIterator[Service]:
-    async with SimDriver() as driver:
-        service = await start_service(driver, database_url, db)
-        yield service
-        await stop_service(service)
-
-
-@pytest.fixture
 async def api(sim_service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    context = ApiContext(
-        store=sim_service.store,
-        authenticator=Authenticator(ADMIN_TOKEN, tokens),
-        engine=sim_service.engine,
-        recordings=RecordingStore(db),
-        journal=sim_service.journal,
-    )
-    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+    async with api_client(sim_service, tokens, db) as client:
         yield client
 
 

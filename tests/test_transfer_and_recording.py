@@ -7,69 +7,45 @@ written and what is left in Asterisk (no orphan channel, bridge, playback or rec
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from ari_metaflows.api.context import ApiContext
-from ari_metaflows.api.server import create_app
-from ari_metaflows.auth.tokens import Authenticator, TokenStore
+from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.recordings import JournalTimeouts, Recording, RecordingJournal, RecordingStore
 from ari_metaflows.testing.scenario import Driver, SimDriver
 
-from .conftest import ADMIN_TOKEN
-from .helpers.tcp_proxy import TcpProxy
-from .test_engine_scenarios import (
+from .helpers.engine_service import (
     ACCOUNT,
+    ADMIN,
     FAST,
     Service,
+    api_client,
     connected_call,
+    requests_to,
     sim_only,
     start_service,
     stop_service,
+    wait_until,
 )
+from .helpers.tcp_proxy import TcpProxy
 
-ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
 TARGET = "1234"
 
 
 @pytest.fixture
-async def service(
-    driver: Driver,
-    database_url: str,
-    db: Database,
-    tmp_path: Path,
-) -> AsyncIterator[Service]:
-    running = await start_service(driver, database_url, db, tmp_path / "journal.jsonl")
-    yield running
-    await driver.hang_up_all()
-    with contextlib.suppress(TimeoutError):
-        await running.wait_no_calls(timeout=3)
-    await stop_service(running)
+async def api(service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
+    async with api_client(service, tokens, db) as client:
+        yield client
 
 
 def sim_core(service: Service) -> Any:
     driver = service.driver
     return driver.sim.core if isinstance(driver, SimDriver) else None
-
-
-def requests_to(service: Service, suffix: str) -> list[dict[str, Any]]:
-    core = sim_core(service)
-    if core is None:
-        return []
-    return [q for _, path, q in core.requests if path.endswith(suffix)]
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def transfer_doc(service: Service, **data: Any) -> None:
@@ -268,19 +244,6 @@ async def test_transferors_digits_go_to_takeback_not_to_the_collector(
 
 
 # -- through the channels API -------------------------------------------------------------------
-
-
-@pytest.fixture
-async def api(service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    context = ApiContext(
-        store=service.store,
-        authenticator=Authenticator(ADMIN_TOKEN, tokens),
-        engine=service.engine,
-        recordings=RecordingStore(db),
-        journal=service.journal,
-    )
-    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
-        yield client
 
 
 async def test_channels_api_transfers_and_records(service: Service, api: Any) -> None:

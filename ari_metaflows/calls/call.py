@@ -153,7 +153,7 @@ class Call:
             logger.info("call %s: no answer within %.0f s", self.id, self.ring_timeout)
             callee = self.legs.get(CALLEE)
             if callee is not None:
-                await self._safely(
+                await self.safely(
                     self.engine.gateway_or_raise().hangup(callee.channel_id, "no_answer")
                 )
             await self._fail("NOANSWER")
@@ -195,7 +195,7 @@ class Call:
             return
         self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
         if caller.state != "Up":
-            await self._safely(gateway.ring(caller.channel_id))
+            await self.safely(gateway.ring(caller.channel_id))
         caller.identity, caller.metaflows = await self._owner_of(snapshot)
         logger.info("call %s: %s → %s", self.id, caller.name, self.dialstring)
 
@@ -267,12 +267,12 @@ class Call:
         logger.info("call %s: callee failed (%s)", self.id, status)
         gateway = self.engine.gateway
         if gateway is not None and callee is not None and not callee.gone:
-            await self._safely(gateway.hangup(callee.channel_id))
+            await self.safely(gateway.hangup(callee.channel_id))
         if gateway is not None and caller is not None and not caller.gone:
-            await self._safely(
+            await self.safely(
                 gateway.set_variable(caller.channel_id, "METAFLOWS_DIALSTATUS", status)
             )
-            await self._safely(gateway.continue_in_dialplan(caller.channel_id))
+            await self.safely(gateway.continue_in_dialplan(caller.channel_id))
         await self._end()
 
     async def _leg_gone(self, role: str, cause: int | None) -> None:
@@ -289,7 +289,7 @@ class Call:
         other = self.legs.get(CALLEE if role == CALLER else CALLER)
         gateway = self.engine.gateway
         if gateway is not None and other is not None and not (other.gone or other.released):
-            await self._safely(gateway.hangup(other.channel_id))
+            await self.safely(gateway.hangup(other.channel_id))
         await self._end()
 
     async def _end(self) -> None:
@@ -300,10 +300,10 @@ class Call:
         gateway = self.engine.gateway
         await self.recorder.stop(gateway, "ended with the call")
         if gateway is not None and self.bridge_id is not None:
-            await self._safely(gateway.destroy_bridge(self.bridge_id))
+            await self.safely(gateway.destroy_bridge(self.bridge_id))
         logger.info("call %s: ended", self.id)
 
-    async def _safely(self, action: Any) -> None:
+    async def safely(self, action: Any) -> None:
         """ARI requests racing a hangup: a gone object or an unreachable Asterisk is logged."""
         try:
             await action
@@ -362,7 +362,7 @@ class Call:
             then_hang_up = self.hangup_after.pop(playback_id, None)
             gateway = self.engine.gateway
             if then_hang_up is not None and gateway is not None:
-                await self._safely(gateway.hangup(then_hang_up))
+                await self.safely(gateway.hangup(then_hang_up))
         elif kind == "_unpark":
             await self._retrieved(event["snapshot"])
         elif kind == "_parked_to":
@@ -510,7 +510,7 @@ class Call:
         logger.info(
             "call %s: blind transfer of %s to %s@%s", self.id, transferee.name, extension, context
         )
-        await self._safely(gateway.hangup(transferor.channel_id))
+        await self.safely(gateway.hangup(transferor.channel_id))
         return "transferred"
 
     async def attended_transfer(self, presser: str, request: TransferRequest) -> str:
@@ -561,7 +561,7 @@ class Call:
             await gateway.start_bridge_moh(self.bridge_id, moh_class)
         except (AriError, AriUnavailable) as exc:
             self.held = None
-            await self._safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
+            await self.safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
             raise ModuleFailed(f"cannot hold: {exc}") from exc
         logger.info("call %s: %s put the call on hold", self.id, presser)
         return "held"
@@ -573,9 +573,9 @@ class Call:
         gateway = self.engine.gateway_or_raise()
         holder = self.legs[held.holder]
         if self.bridge_id is not None:
-            await self._safely(gateway.stop_bridge_moh(self.bridge_id))
+            await self.safely(gateway.stop_bridge_moh(self.bridge_id))
             if not holder.gone:
-                await self._safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
+                await self.safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
         logger.info("call %s: resumed by %s", self.id, presser)
         return "resumed"
 
@@ -616,9 +616,7 @@ class Call:
         try:
             slot = self.engine.parking.claim(identity.account_id, wanted, self)
         except SlotUnavailable as exc:
-            await self._safely(
-                gateway.play_on_channel(parker.channel_id, "sound:pbx-parkingfailed")
-            )
+            await self.safely(gateway.play_on_channel(parker.channel_id, "sound:pbx-parkingfailed"))
             raise ModuleFailed(str(exc)) from exc
         loop = asyncio.get_running_loop()
         self.parked = Parked(
@@ -633,13 +631,13 @@ class Call:
         self.collectors = {}
         await self.recorder.stop(gateway, "stopped: the call was parked")
         assert self.bridge_id is not None
-        await self._safely(gateway.remove_from_bridge(self.bridge_id, parker.channel_id))
-        await self._safely(gateway.start_bridge_moh(self.bridge_id, None))
+        await self.safely(gateway.remove_from_bridge(self.bridge_id, parker.channel_id))
+        await self.safely(gateway.start_bridge_moh(self.bridge_id, None))
         try:
             playback = await gateway.play_on_channel(parker.channel_id, f"digits:{slot}")
             self.hangup_after[playback] = parker.channel_id
         except (AriError, AriUnavailable):
-            await self._safely(gateway.hangup(parker.channel_id))
+            await self.safely(gateway.hangup(parker.channel_id))
         logger.info(
             "call %s: %s parked in slot %s of %s", self.id, parked.name, slot, identity.account_id
         )
@@ -656,8 +654,8 @@ class Call:
         parked = self.parked
         if self.phase != "parked" or parked is None or self.bridge_id is None:
             self.engine.untrack_channel(channel_id)
-            await self._safely(gateway.set_variable(channel_id, "METAFLOWS_UNPARK_STATUS", "EMPTY"))
-            await self._safely(gateway.continue_in_dialplan(channel_id))
+            await self.safely(gateway.set_variable(channel_id, "METAFLOWS_UNPARK_STATUS", "EMPTY"))
+            await self.safely(gateway.continue_in_dialplan(channel_id))
             return
         parker_role = self._other(parked.role)
         self.engine.untrack_channel(self.legs[parker_role].channel_id)
@@ -694,8 +692,8 @@ class Call:
         self._unpark_slot()
         leg = self.legs[parked.role]
         gateway = self.engine.gateway_or_raise()
-        await self._safely(gateway.set_variable(leg.channel_id, "METAFLOWS_PARKER", parked.parker))
-        await self._safely(
+        await self.safely(gateway.set_variable(leg.channel_id, "METAFLOWS_PARKER", parked.parker))
+        await self.safely(
             gateway.set_variable(leg.channel_id, "METAFLOWS_PARKED_SLOT", parked.slot)
         )
         self.parked = None
@@ -713,7 +711,7 @@ class Call:
         gateway = self.engine.gateway_or_raise()
         leg.released = True
         if self.bridge_id is not None:
-            await self._safely(gateway.stop_bridge_moh(self.bridge_id))
+            await self.safely(gateway.stop_bridge_moh(self.bridge_id))
         try:
             await gateway.continue_in_dialplan(
                 leg.channel_id, context=context, extension=extension, priority=priority
@@ -721,7 +719,7 @@ class Call:
         except (AriError, AriUnavailable) as exc:
             logger.warning("call %s: cannot send the parked party on: %s", self.id, exc)
             leg.released = False
-            await self._safely(gateway.hangup(leg.channel_id))
+            await self.safely(gateway.hangup(leg.channel_id))
 
     def describe_parked(self) -> dict[str, Any]:
         parked = self.parked

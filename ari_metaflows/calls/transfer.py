@@ -101,7 +101,7 @@ class AttendedTransfer:
                 event = await asyncio.wait_for(self.queue.get(), timeout)
             except TimeoutError:
                 logger.info("call %s: transfer target did not answer in time", call.id)
-                await self._safely(gateway.hangup(self.target_id, "no_answer"))
+                await self.call.safely(gateway.hangup(self.target_id, "no_answer"))
                 self.target_gone = True
                 return await self._target_failed("no_answer")
             outcome = await self._handle(event)
@@ -237,7 +237,7 @@ class AttendedTransfer:
             old_bridge = call.bridge_id
             call.adopt_transfer_target(self.transferee, self._target_leg(), self.consult_bridge)
             if old_bridge is not None:
-                await self._safely(call.engine.gateway_or_raise().destroy_bridge(old_bridge))
+                await self.call.safely(call.engine.gateway_or_raise().destroy_bridge(old_bridge))
             logger.info("call %s: transferee left; transferor and target go on", call.id)
             return "transferee_left"
         await self._stop_ringback()
@@ -253,7 +253,7 @@ class AttendedTransfer:
                 "call %s: transfer target failed (%s) after the transferor left", self.call.id, why
             )
             self.call.transfer_finished()
-            await self._safely(
+            await self.call.safely(
                 self.call.engine.gateway_or_raise().hangup(
                     self.call.legs[self.transferee].channel_id
                 )
@@ -282,10 +282,10 @@ class AttendedTransfer:
         call = self.call
         gateway = call.engine.gateway_or_raise()
         if self.consult_bridge is not None:
-            await self._safely(gateway.destroy_bridge(self.consult_bridge))
+            await self.call.safely(gateway.destroy_bridge(self.consult_bridge))
         if call.bridge_id is not None:
-            await self._safely(gateway.stop_bridge_moh(call.bridge_id))
-            await self._safely(gateway.add_to_bridge(call.bridge_id, [self.target_id]))
+            await self.call.safely(gateway.stop_bridge_moh(call.bridge_id))
+            await self.call.safely(gateway.add_to_bridge(call.bridge_id, [self.target_id]))
         call.adopt_transfer_target(self.transferor, self._target_leg(), call.bridge_id)
         logger.info("call %s: transfer completed", call.id)
 
@@ -295,11 +295,11 @@ class AttendedTransfer:
         gateway = call.engine.gateway_or_raise()
         await self._stop_ringback()
         if self.consult_bridge is not None:
-            await self._safely(gateway.destroy_bridge(self.consult_bridge))
+            await self.call.safely(gateway.destroy_bridge(self.consult_bridge))
             self.consult_bridge = None
         if call.bridge_id is not None:
-            await self._safely(gateway.stop_bridge_moh(call.bridge_id))
-            await self._safely(
+            await self.call.safely(gateway.stop_bridge_moh(call.bridge_id))
+            await self.call.safely(
                 gateway.add_to_bridge(call.bridge_id, [call.legs[self.transferor].channel_id])
             )
         call.transfer_finished()
@@ -307,18 +307,10 @@ class AttendedTransfer:
     async def _hang_up_target(self) -> None:
         if not self.target_gone:
             self.target_gone = True
-            await self._safely(self.call.engine.gateway_or_raise().hangup(self.target_id))
+            await self.call.safely(self.call.engine.gateway_or_raise().hangup(self.target_id))
 
     async def _stop_ringback(self) -> None:
         if self.ringback_id is not None:
             playback, self.ringback_id = self.ringback_id, None
-            await self._safely(self.call.engine.gateway_or_raise().stop_playback(playback))
+            await self.call.safely(self.call.engine.gateway_or_raise().stop_playback(playback))
             self.call.playbacks.finished(playback)
-
-    async def _safely(self, action: Any) -> None:
-        try:
-            await action
-        except (Gone, AriUnavailable) as exc:
-            logger.debug("call %s: %s", self.call.id, exc)
-        except AriError as exc:
-            logger.info("call %s: Asterisk refused: %s", self.call.id, exc)

@@ -91,6 +91,15 @@ class ModuleContext:
 
 ModuleRunner = Callable[[ModuleContext], Awaitable[str | None]]
 
+NO_MATCH = "no_match"  # Kazoo's capture sentinel: "the code captured nothing"
+
+
+def first_capture(data: Mapping[str, Any]) -> str | None:
+    """The code's first capture, if it captured something."""
+    captures = data.get("captures")
+    first = captures[0] if isinstance(captures, list) and captures else None
+    return first if isinstance(first, str) and first and first != NO_MATCH else None
+
 
 async def run_flow(
     node: Any, context: ModuleContext, registry: Mapping[str, ModuleRunner]

@@ -6,16 +6,14 @@ defaults to the transfer context, ``extension`` to the first capture, else the c
 
 from __future__ import annotations
 
-from .base import ModuleContext, ModuleFailed
+from .base import ModuleContext, ModuleFailed, first_capture
 
 
 async def run(ctx: ModuleContext) -> str | None:
     data = ctx.data
     extension = data.get("extension")
     if not isinstance(extension, str) or not extension:
-        captures = data.get("captures")
-        first = captures[0] if isinstance(captures, list) and captures else None
-        extension = first if isinstance(first, str) and first else data.get("collected")
+        extension = first_capture(data) or data.get("collected")
     if not isinstance(extension, str) or not extension:
         raise ModuleFailed("callflow has no extension: no data.extension, capture or digits")
     given = data.get("context")

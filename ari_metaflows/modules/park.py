@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from .base import ModuleContext
+from .base import ModuleContext, first_capture
 
 
 async def run(ctx: ModuleContext) -> str | None:
     data = ctx.data
     slot = data.get("slot")
     if not isinstance(slot, str) or not slot:
-        captures = data.get("captures")
-        first = captures[0] if isinstance(captures, list) and captures else None
-        slot = first if isinstance(first, str) and first.isdigit() else None
+        first = first_capture(data)
+        slot = first if first is not None and first.isdigit() else None
     timeout = data.get("timeout", 120)
     return await ctx.require_call().park(
         ctx.presser, slot, float(timeout) if isinstance(timeout, int) else 120.0

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from ..calls.transfer import TransferRequest
-from .base import ModuleContext, ModuleFailed
-
-NO_MATCH = "no_match"  # Kazoo's sentinel for "the code captured nothing"
+from .base import ModuleContext, ModuleFailed, first_capture
+from .play import media_uri
 
 
 def extension_of(data: dict[str, object]) -> str:
-    captures = data.get("captures")
-    first = captures[0] if isinstance(captures, list) and captures else None
-    if isinstance(first, str) and first and first != NO_MATCH:
+    first = first_capture(data)
+    if first is not None:
         return first
     target = data.get("target")
     if isinstance(target, str) and target:
@@ -41,6 +39,4 @@ def _ringback(value: object) -> str | None:
     """A media to play instead of the ringing tone: a sound name or any Asterisk media URI."""
     if not isinstance(value, str) or not value:
         return None
-    from .play import media_uri
-
     return media_uri(value)

@@ -1,0 +1,178 @@
+"""The service's call side running in-process for scenario tests, and what they observe.
+
+Used by the ``service`` and ``sim_service`` fixtures in conftest.py and by the scenario tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from ari_metaflows.api.context import ApiContext
+from ari_metaflows.api.server import create_app
+from ari_metaflows.app import call_side
+from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
+from ari_metaflows.auth.tokens import Authenticator, TokenStore
+from ari_metaflows.calls.engine import CallEngine
+from ari_metaflows.db.database import Database
+from ari_metaflows.metaflows.documents import validate_document
+from ari_metaflows.metaflows.resolver import MetaflowResolver
+from ari_metaflows.metaflows.store import MetaflowStore, Owner
+from ari_metaflows.recordings import JournalTimeouts, RecordingJournal, RecordingStore
+from ari_metaflows.sim import KeyTiming
+from ari_metaflows.testing.scenario import Driver, SimDriver
+from ari_metaflows.testing.scenario import Owner as PhoneOwner
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
+
+ACCOUNT = "acc1"
+
+
+@dataclass
+class Service:
+    driver: Driver
+    store: MetaflowStore
+    engine: CallEngine
+    ari: AriConnection
+    task: asyncio.Task[None]
+    journal: RecordingJournal
+
+    async def document(self, owner: Owner, **fields: Any) -> None:
+        await self.store.put(owner, validate_document(fields))
+
+    def matches(self) -> list[dict[str, Any]]:
+        return list(self.engine.history)
+
+    async def wait_matches(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
+        async with asyncio.timeout(timeout):
+            while len(self.engine.history) < count:
+                await asyncio.sleep(0.01)
+        return self.matches()
+
+    async def wait_no_calls(self, timeout: float = 5.0) -> None:
+        async with asyncio.timeout(timeout):
+            while self.engine.calls:
+                await asyncio.sleep(0.01)
+
+
+async def start_service(
+    driver: Driver, database_url: str, db: Database, journal_path: Path | None = None
+) -> Service:
+    store = MetaflowStore(db)
+    resolver = MetaflowResolver(store, listen_url=database_url)
+    await resolver.start()
+    journal = RecordingJournal(
+        RecordingStore(db),
+        journal_path,
+        JournalTimeouts(retry_initial=0.05, retry_max=0.2),
+    )
+    await journal.start()
+    engine, ari = call_side(
+        app=driver.app,
+        ari_url=driver.ari_url,
+        username=driver.ari_username,
+        password=driver.ari_password,
+        resolver=resolver,
+        default_account=driver.default_account,
+        transfer_context=driver.transfer_context,
+        recordings=journal,
+        backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
+    )
+    task = asyncio.create_task(ari.run_forever())
+    await asyncio.wait_for(ari.connected.wait(), 10)
+    return Service(driver, store, engine, ari, task, journal)
+
+
+async def stop_service(service: Service) -> None:
+    service.task.cancel()
+    await asyncio.gather(service.task, return_exceptions=True)
+    await service.engine.close()
+    await service.journal.flush(timeout=2)
+    await service.journal.close()
+    await service.engine.resolver.stop()
+
+
+def sim_only(driver: Driver) -> SimDriver:
+    if not isinstance(driver, SimDriver):
+        pytest.skip("needs the simulator")
+    return driver
+
+
+async def connected_call(
+    service: Service,
+    caller: str = "alice",
+    callee: str = "bob",
+    caller_user: str | None = "u-alice",
+) -> tuple[Any, Any]:
+    driver = service.driver
+    alice = driver.add_phone(caller, PhoneOwner(account=ACCOUNT, user=caller_user))
+    bob = driver.add_phone(callee)
+    await driver.call(alice, bob)
+    await bob.answer()
+    await alice.wait_hears("party", callee)
+    await bob.wait_hears("party", caller)
+    async with asyncio.timeout(5):
+        while not any(c.phase == "connected" for c in service.engine.calls.values()):
+            await asyncio.sleep(0.01)
+    return alice, bob
+
+
+FAST = KeyTiming(duration_ms=60, gap_ms=40)
+
+
+async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+def the_call(service: Service) -> Any:
+    """The one call of a single-call scenario."""
+    return next(iter(service.engine.calls.values()))
+
+
+def requests_to(service: Service, suffix: str) -> list[dict[str, Any]]:
+    """Query parameters of the simulator's requests to paths ending in ``suffix`` ([] on a
+    real Asterisk, which does not tell)."""
+    driver = service.driver
+    if not isinstance(driver, SimDriver):
+        return []
+    return [q for _, path, q in driver.sim.core.requests if path.endswith(suffix)]
+
+
+@contextlib.asynccontextmanager
+async def running_service(
+    driver: Driver, database_url: str, db: Database, journal_path: Path
+) -> AsyncIterator[Service]:
+    running = await start_service(driver, database_url, db, journal_path)
+    try:
+        yield running
+        # End the test's calls while the app still runs: a real Asterisk keeps the websocket
+        # session of an app that leaves calls behind (docs/asterisk-facts.md).
+        await driver.hang_up_all()
+        with contextlib.suppress(TimeoutError):
+            await running.wait_no_calls(timeout=3)
+    finally:
+        await stop_service(running)
+
+
+@contextlib.asynccontextmanager
+async def api_client(service: Service, tokens: TokenStore, db: Database) -> AsyncIterator[Any]:
+    """The REST API on loopback, wired to the running service's engine and recordings."""
+    context = ApiContext(
+        store=service.store,
+        authenticator=Authenticator(ADMIN_TOKEN, tokens),
+        engine=service.engine,
+        recordings=RecordingStore(db),
+        journal=service.journal,
+    )
+    async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
+        yield client
