@@ -13,6 +13,7 @@ from aiohttp import web
 from .api.context import ApiContext
 from .api.server import create_app
 from .ari.connection import AriConnection, ReconnectBackoff
+from .audit import AuditTrail, EventStore
 from .auth.tokens import Authenticator, TokenStore
 from .calls.engine import CallEngine, EngineSettings
 from .calls.parking import parse_slot_range
@@ -22,6 +23,7 @@ from .db.migrate import apply_migrations
 from .errors import DatastoreUnavailable
 from .metaflows.resolver import MetaflowResolver
 from .metaflows.store import MetaflowStore
+from .metrics import Metrics
 from .recordings import RecordingJournal, RecordingStore
 
 logger = logging.getLogger(__name__)
@@ -38,11 +40,15 @@ class Service:
     engine: CallEngine
     ari: AriConnection
     journal: RecordingJournal
+    audit: AuditTrail
+    metrics: Metrics
 
     async def close(self) -> None:
         await self.engine.close()
         await self.journal.flush(timeout=2.0)
         await self.journal.close()
+        await self.audit.flush(timeout=2.0)
+        await self.audit.close()
         await self.resolver.stop()
         await self.db.close()
 
@@ -60,8 +66,11 @@ def call_side(
     backoff: ReconnectBackoff | None = None,
     park_slots: str = "701-720",
     park_timeout_context: str = "metaflows-park-timeout",
+    metrics: Metrics | None = None,
+    audit: AuditTrail | None = None,
 ) -> tuple[CallEngine, AriConnection]:
-    """The call engine and the ARI connection that feeds it."""
+    """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``)."""
+    metrics = metrics or Metrics()
     engine = CallEngine(
         EngineSettings(
             app=app,
@@ -72,6 +81,8 @@ def call_side(
         ),
         resolver,
         recordings,
+        metrics=metrics,
+        audit=audit,
     )
     ari = AriConnection(
         url=ari_url,
@@ -82,6 +93,12 @@ def call_side(
         on_connected=engine.on_connected,
         on_disconnected=engine.on_disconnected,
         backoff=backoff,
+    )
+    metrics.gauge("metaflows_active_calls", "calls being tracked", lambda: len(engine.calls))
+    metrics.gauge("metaflows_active_legs", "live legs of tracked calls", engine.active_legs)
+    metrics.gauge("metaflows_ari_reconnects", "ARI reconnection attempts", lambda: ari.reconnects)
+    metrics.gauge(
+        "metaflows_ari_connected", "1 while the ARI websocket is up", ari.connected.is_set
     )
     return engine, ari
 
@@ -116,6 +133,17 @@ async def open_service(settings: Settings, database_url: str) -> Service:
         recordings = RecordingStore(db)
         journal = RecordingJournal(recordings, settings.data_dir / "recordings-journal.jsonl")
         await journal.start()
+        metrics = Metrics()
+        events = EventStore(db)
+        audit = AuditTrail(events, settings.data_dir / "metaflow-events.pending.jsonl")
+        await audit.start()
+        metrics.gauge("metaflows_audit_pending", "audit rows not yet stored", lambda: audit.pending)
+        metrics.gauge(
+            "metaflows_audit_dropped", "audit rows dropped (buffer full)", lambda: audit.dropped
+        )
+        metrics.gauge(
+            "metaflows_recordings_pending", "recording rows not yet stored", lambda: journal.pending
+        )
         engine, ari = call_side(
             app=settings.ari_app,
             ari_url=settings.ari_url,
@@ -127,6 +155,8 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             recordings=journal,
             park_slots=settings.park_slots,
             park_timeout_context=settings.park_timeout_context,
+            metrics=metrics,
+            audit=audit,
         )
 
         async def ari_ready() -> bool:
@@ -139,11 +169,13 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             engine=engine,
             recordings=recordings,
             journal=journal,
+            events=events,
+            metrics=metrics,
         )
     except BaseException:
         await db.close()
         raise
-    return Service(settings, db, store, resolver, tokens, api, engine, ari, journal)
+    return Service(settings, db, store, resolver, tokens, api, engine, ari, journal, audit, metrics)
 
 
 async def serve(

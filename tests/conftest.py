@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ari_metaflows.api.context import ApiContext
 from ari_metaflows.api.server import create_app
+from ari_metaflows.audit import EventStore
 from ari_metaflows.auth.tokens import Authenticator, TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.db.embedded import start_embedded_postgres
@@ -123,6 +124,7 @@ def api_context(db: Database, store: MetaflowStore, tokens: TokenStore) -> ApiCo
         store=store,
         authenticator=Authenticator(ADMIN_TOKEN, tokens),
         readiness={"database": db.ping},
+        events=EventStore(db),
     )
 
 

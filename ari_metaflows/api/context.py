@@ -8,8 +8,10 @@ from typing import Any
 
 from aiohttp import web
 
+from ..audit import EventStore
 from ..auth.tokens import Authenticator
 from ..metaflows.store import MetaflowStore
+from ..metrics import Metrics
 from ..recordings import RecordingJournal, RecordingStore
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
@@ -23,6 +25,8 @@ class ApiContext:
     engine: Any = None  # calls.engine.CallEngine when the ARI side runs
     recordings: RecordingStore | None = None
     journal: RecordingJournal | None = None
+    events: EventStore | None = None
+    metrics: Metrics = field(default_factory=Metrics)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

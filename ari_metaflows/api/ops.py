@@ -1,4 +1,4 @@
-"""Operational endpoints: liveness, readiness and the OpenAPI document (no token needed)."""
+"""Operational endpoints: liveness, readiness, metrics and the OpenAPI document (no token)."""
 
 from __future__ import annotations
 
@@ -39,7 +39,18 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; counts only, nothing about any account."""
+    return web.Response(
+        text=request.app[CONTEXT].metrics.render(),
+        content_type="text/plain",
+        headers={"Cache-Control": "no-store"},
+        charset="utf-8",
+    )
+
+
 def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/metrics", metrics)
     router.add_get("/healthz", healthz)
     router.add_get("/readyz", readyz)
     router.add_get("/openapi.json", openapi)

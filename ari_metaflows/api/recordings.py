@@ -5,13 +5,13 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..ari.gateway import AriError, AriGateway, AriUnavailable, Gone
-from ..errors import AsteriskUnavailable, Conflict, DatastoreUnavailable, InvalidRequest, NotFound
+from ..errors import AsteriskUnavailable, Conflict, DatastoreUnavailable, NotFound
 from ..recordings import RecordingStore
 from ..recordings.model import content_type
 from ..recordings.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from .context import CONTEXT
 from .envelope import respond
-from .requests import ID_RE, path_id, principal_for
+from .requests import page_size, path_id, principal_for, query_id
 
 _CHUNK = 64 * 1024
 
@@ -32,34 +32,16 @@ def _gateway(request: web.Request) -> AriGateway:
     return gateway
 
 
-def _query_id(request: web.Request, name: str) -> str | None:
-    value = request.query.get(name)
-    if value is None:
-        return None
-    if not ID_RE.match(value):
-        raise InvalidRequest(f"{name} must be 1-128 characters of letters, digits and _ @ + . -")
-    return value
-
-
-def _page_size(request: web.Request) -> int:
-    raw = request.query.get("page_size")
-    if raw is None:
-        return DEFAULT_PAGE_SIZE
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE_SIZE:
-        raise InvalidRequest(f"page_size must be a whole number from 1 to {MAX_PAGE_SIZE}")
-    return int(raw)
-
-
 async def list_recordings(request: web.Request) -> web.Response:
     """Newest first; filters ``owner_id`` and ``call_id``; Kazoo paging with ``start_key``."""
     account_id = path_id(request, "account_id")
     await principal_for(request, account_id)
-    size = _page_size(request)
+    size = page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
     start_key = request.query.get("start_key")
     page = await _store(request).page(
         account_id,
-        owner_id=_query_id(request, "owner_id"),
-        call_id=_query_id(request, "call_id"),
+        owner_id=query_id(request, "owner_id"),
+        call_id=query_id(request, "call_id"),
         page_size=size,
         start_key=start_key,
     )

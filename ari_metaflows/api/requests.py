@@ -26,6 +26,25 @@ def path_id(request: web.Request, name: str) -> str:
     return value
 
 
+def query_id(request: web.Request, name: str) -> str | None:
+    """An optional identifier in the query string."""
+    value = request.query.get(name)
+    if value is None:
+        return None
+    if not ID_RE.match(value):
+        raise InvalidRequest(f"{name} must be 1-128 characters of letters, digits and _ @ + . -")
+    return value
+
+
+def page_size(request: web.Request, default: int, maximum: int) -> int:
+    raw = request.query.get("page_size")
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+        raise InvalidRequest(f"page_size must be a whole number from 1 to {maximum}")
+    return int(raw)
+
+
 async def principal_for(request: web.Request, account_id: str) -> Principal:
     authenticator = request.app[CONTEXT].authenticator
     principal = await authenticator.authenticate(request.headers.get("X-Auth-Token"))

@@ -16,7 +16,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
 )
-from . import channels, metaflows, ops, parking, recordings
+from . import channels, events, metaflows, ops, parking, recordings
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
 
@@ -26,6 +26,21 @@ MAX_BODY_BYTES = 256 * 1024
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every request by method and final status (outermost: sees the mapped errors)."""
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:
+        status = exc.status
+        raise
+    finally:
+        request.app[CONTEXT].metrics.api_request(request.method, status)
 
 
 @web.middleware
@@ -67,11 +82,14 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def create_app(context: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[envelope_middleware], client_max_size=MAX_BODY_BYTES)
+    app = web.Application(
+        middlewares=[metrics_middleware, envelope_middleware], client_max_size=MAX_BODY_BYTES
+    )
     app[CONTEXT] = context
     metaflows.add_routes(app.router)
     channels.add_routes(app.router)
     recordings.add_routes(app.router)
     parking.add_routes(app.router)
+    events.add_routes(app.router)
     ops.add_routes(app.router)
     return app

@@ -22,6 +22,8 @@ import aiohttp
 from aiohttp import web_exceptions
 from aioswagger11.http_client import AsynchronousHttpClient
 
+from ..metrics import mark_ari_request
+
 logger = logging.getLogger(__name__)
 
 
@@ -123,6 +125,7 @@ class AriGateway:
 
     async def _call(self, resource: str, operation: str, **params: Any) -> Any:
         args = {k: v for k, v in params.items() if v is not None}
+        mark_ari_request()
         try:
             return await getattr(getattr(self._client, resource), operation)(**args)
         except web_exceptions.HTTPNotFound as exc:

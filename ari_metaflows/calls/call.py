@@ -10,6 +10,7 @@ means ``Dial ANSWER`` or state ``Up`` (a Local callee enters Stasis before it an
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import time
 import uuid
@@ -17,9 +18,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..ari.gateway import AriError, AriUnavailable, Gone
+from ..audit import MetaflowEvent
 from ..errors import DatastoreUnavailable
 from ..metaflows.documents import EffectiveMetaflows, Node
 from ..metaflows.resolver import LegIdentity
+from ..metrics import DISPATCH, Dispatch
 from ..modules import REGISTRY, ModuleContext, ModuleFailed, Playbacks, run_flow
 from .collector import Collector, Match, NoMatch, new_collector
 from .identity import identity_of
@@ -378,7 +381,9 @@ class Call:
                 leg.identity, leg.metaflows = await self._owner_of(snapshot)
             self._build_collectors()
         elif kind == "_run":
-            self._launch(event["node"], event["role"], {"dtmf_leg": event["role"]}, "api")
+            role = event["role"]
+            audit = self._audit_event(role, role, "api", "running")
+            self._launch(event["node"], role, {"dtmf_leg": role}, audit)
 
     # -- DTMF and metaflows -----------------------------------------------------------------
 
@@ -397,7 +402,12 @@ class Call:
             collector = self.collectors.get(role)
             if collector is None or not collector.armed:
                 logger.info("call %s: %s pressed the unhold key", self.id, role)
-                self._launch(Node("resume", {}), role, {"dtmf_leg": role}, "dtmf")
+                audit = self._audit_event(role, role, "dtmf", "running")
+                if audit is not None:
+                    audit.collected = digit
+                    audit.matched_key = digit
+                    audit.match_kind = "unhold_key"
+                self._launch(Node("resume", {}), role, {"dtmf_leg": role}, audit)
                 return
         now = asyncio.get_running_loop().time()
         for owner, collector in list(self.collectors.items()):
@@ -414,6 +424,11 @@ class Call:
                 outcome.collected,
                 outcome.reason,
             )
+            self.engine.metrics.code("none", outcome.reason)
+            audit = self._audit_event(outcome.leg, owner, "dtmf", outcome.reason)
+            if audit is not None:
+                audit.collected = outcome.collected
+                self.engine.audit_record(audit)
             return
         logger.info(
             "call %s: %s pressed %s → %s %s (metaflows of %s)",
@@ -430,12 +445,52 @@ class Call:
             "captures": list(outcome.captures),
         }
         self.engine.record_match(self, owner, outcome)
-        self._launch(outcome.node, outcome.leg, injected, "dtmf")
+        audit = self._audit_event(outcome.leg, owner, "dtmf", "running")
+        if audit is not None:
+            audit.collected = outcome.collected
+            audit.matched_key = outcome.key
+            audit.match_kind = outcome.kind
+        self._launch(outcome.node, outcome.leg, injected, audit)
 
-    def _launch(self, node: Node, presser: str, injected: dict[str, Any], trigger: str) -> None:
+    def _audit_event(
+        self, presser: str, owner: str | None, trigger: str, outcome: str
+    ) -> MetaflowEvent | None:
+        """The audit row of one execution, owned by ``owner``'s account (or the presser's)."""
+        owner_leg = self.legs.get(owner) if owner else None
+        presser_leg = self.legs.get(presser)
+        leg = owner_leg or presser_leg
+        identity = leg.identity if leg is not None else None
+        if identity is None:
+            return None
+        return MetaflowEvent(
+            account_id=identity.account_id,
+            call_id=self.id,
+            leg=presser,
+            trigger=trigger,
+            outcome=outcome,
+            channel_id=presser_leg.channel_id if presser_leg else None,
+            owner=owner,
+            user_id=identity.user_id if owner_leg else None,
+            device_id=identity.device_id if owner_leg else None,
+        )
+
+    def _launch(
+        self,
+        node: Node,
+        presser: str,
+        injected: dict[str, Any],
+        audit: MetaflowEvent | None,
+    ) -> None:
+        """Run a flow as a child task, timed from now (the match) to its first ARI request."""
         gateway = self.engine.gateway
+        if audit is not None:
+            audit.module = node.module
         if gateway is None:
             logger.warning("call %s: Asterisk unavailable; %s not run", self.id, node.module)
+            self.engine.metrics.code(node.module, "unavailable")
+            if audit is not None:
+                audit.outcome = "asterisk_unavailable"
+                self.engine.audit_record(audit)
             return
         context = ModuleContext(
             call_id=self.id,
@@ -448,10 +503,36 @@ class Call:
             settings=self.engine.settings,
             call=self,
         )
-        task = asyncio.create_task(run_flow(node, context, REGISTRY))
+        dispatch = Dispatch(self.engine.metrics.dispatch)
+        flow_context = contextvars.copy_context()
+        flow_context.run(DISPATCH.set, dispatch)
+        task = asyncio.create_task(self._flow(node, context, dispatch, audit), context=flow_context)
         self.children.add(task)
         task.add_done_callback(self.children.discard)
         self.engine.flows_started += 1
+
+    async def _flow(
+        self,
+        node: Node,
+        context: ModuleContext,
+        dispatch: Dispatch,
+        audit: MetaflowEvent | None,
+    ) -> None:
+        outcome = "interrupted"  # the call ended (or the service stopped) while it ran
+        steps: list[tuple[str, str]] = []
+        try:
+            steps = await run_flow(node, context, REGISTRY)
+            failed = [result for _, result in steps if result != "ok"]
+            outcome = failed[-1] if failed else "ok"
+        finally:
+            self.engine.metrics.code(node.module, outcome)
+            if audit is not None:
+                audit.outcome = outcome
+                audit.steps = steps
+                latency = dispatch.latency
+                audit.dispatch_ms = None if latency is None else round(latency * 1000, 3)
+                audit.duration_ms = round((time.perf_counter() - dispatch.started) * 1000, 3)
+                self.engine.audit_record(audit)
 
     async def _refresh(self, account: str | None) -> None:
         """Metaflows changed: re-resolve (the resolver's cache makes this one load per

@@ -20,9 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..ari.gateway import AriError, AriGateway, AriUnavailable
+from ..audit import AuditTrail, MetaflowEvent
 from ..errors import AsteriskUnavailable, NotFound
 from ..metaflows.documents import Node
 from ..metaflows.resolver import MetaflowResolver
+from ..metrics import Metrics
 from ..recordings import RecordingJournal
 from .call import CALLEE, CALLER, Call, CallTimeouts, Leg
 from .collector import Match
@@ -48,8 +50,13 @@ class CallEngine:
         settings: EngineSettings,
         resolver: MetaflowResolver,
         recordings: RecordingJournal | None = None,
+        *,
+        metrics: Metrics | None = None,
+        audit: AuditTrail | None = None,
     ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.audit = audit
         self.resolver = resolver
         self.recordings = recordings
         self.parking = ParkingLots(settings.park_slots)
@@ -59,7 +66,6 @@ class CallEngine:
         self._by_channel: dict[str, Call] = {}
         self._by_bridge: dict[str, Call] = {}
         self._stray: set[asyncio.Task[Any]] = set()
-        self.events_routed = 0
         self.flows_started = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=1000)  # recent matched codes
         resolver.add_invalidation_listener(self._metaflows_changed)
@@ -97,10 +103,13 @@ class CallEngine:
     # -- routing (on the websocket reader: never blocks) --------------------------------------
 
     def route(self, event: dict[str, Any]) -> None:
-        self.events_routed += 1
+        metrics = self.metrics
+        metrics.ari_events += 1
         kind = event.get("type")
         if not isinstance(kind, str):
             return
+        if kind == "ChannelDtmfReceived":
+            metrics.dtmf_events += 1
         call = self._call_for(event)
         if call is not None:
             call.submit(event)
@@ -272,6 +281,13 @@ class CallEngine:
             first.get("name"),
             second.get("name"),
         )
+
+    def audit_record(self, event: MetaflowEvent) -> None:
+        if self.audit is not None:
+            self.audit.record(event)
+
+    def active_legs(self) -> int:
+        return sum(1 for call in self.calls.values() for leg in call.legs.values() if not leg.gone)
 
     def record_match(self, call: Call, owner: str, match: Match) -> None:
         identity = call.legs[owner].identity

@@ -19,12 +19,15 @@ from ari_metaflows.api.context import ApiContext
 from ari_metaflows.api.server import create_app
 from ari_metaflows.app import call_side
 from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
+from ari_metaflows.audit import AuditTrail, EventStore
+from ari_metaflows.audit.trail import TrailLimits
 from ari_metaflows.auth.tokens import Authenticator, TokenStore
 from ari_metaflows.calls.engine import CallEngine
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.resolver import MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
+from ari_metaflows.metrics import Metrics
 from ari_metaflows.recordings import JournalTimeouts, RecordingJournal, RecordingStore
 from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.scenario import Driver, SimDriver
@@ -44,6 +47,8 @@ class Service:
     ari: AriConnection
     task: asyncio.Task[None]
     journal: RecordingJournal
+    audit: AuditTrail
+    metrics: Metrics
 
     async def document(self, owner: Owner, **fields: Any) -> None:
         await self.store.put(owner, validate_document(fields))
@@ -75,6 +80,13 @@ async def start_service(
         JournalTimeouts(retry_initial=0.05, retry_max=0.2),
     )
     await journal.start()
+    metrics = Metrics()
+    audit = AuditTrail(
+        EventStore(db),
+        None if journal_path is None else journal_path.with_name("audit-pending.jsonl"),
+        TrailLimits(linger=0.01, retry_initial=0.05, retry_max=0.2),
+    )
+    await audit.start()
     engine, ari = call_side(
         app=driver.app,
         ari_url=driver.ari_url,
@@ -85,10 +97,12 @@ async def start_service(
         transfer_context=driver.transfer_context,
         recordings=journal,
         backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
+        metrics=metrics,
+        audit=audit,
     )
     task = asyncio.create_task(ari.run_forever())
     await asyncio.wait_for(ari.connected.wait(), 10)
-    return Service(driver, store, engine, ari, task, journal)
+    return Service(driver, store, engine, ari, task, journal, audit, metrics)
 
 
 async def stop_service(service: Service) -> None:
@@ -97,6 +111,8 @@ async def stop_service(service: Service) -> None:
     await service.engine.close()
     await service.journal.flush(timeout=2)
     await service.journal.close()
+    await service.audit.flush(timeout=2)
+    await service.audit.close()
     await service.engine.resolver.stop()
 
 
@@ -173,6 +189,8 @@ async def api_client(service: Service, tokens: TokenStore, db: Database) -> Asyn
         engine=service.engine,
         recordings=RecordingStore(db),
         journal=service.journal,
+        events=EventStore(db),
+        metrics=service.metrics,
     )
     async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
         yield client
