@@ -42,6 +42,7 @@ class Metrics:
     """Everything the service counts. One instance per service."""
 
     dtmf_events: int = 0
+    dtmf_handled: int = 0  # digits that reached a call task (and its collectors)
     ari_events: int = 0
     codes: dict[tuple[str, str], int] = field(default_factory=dict)  # (module, outcome)
     api_requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (method, status)
@@ -66,6 +67,8 @@ class Metrics:
         out.append(f"metaflows_ari_events_total {self.ari_events}")
         _family(out, "metaflows_dtmf_events_total", "counter", "DTMF digits received")
         out.append(f"metaflows_dtmf_events_total {self.dtmf_events}")
+        _family(out, "metaflows_dtmf_handled_total", "counter", "DTMF digits handled by calls")
+        out.append(f"metaflows_dtmf_handled_total {self.dtmf_handled}")
         _family(
             out,
             "metaflows_codes_total",

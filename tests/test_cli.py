@@ -279,3 +279,60 @@ async def test_serve_gives_live_calls_their_metaflows(database_url: str) -> None
         assert "pressed 9" in log
         assert ADMIN_TOKEN not in log
         assert sim.password not in log
+
+
+async def test_sigterm_leaves_calls_up_and_the_next_start_adopts_them(database_url: str) -> None:
+    """SIGTERM during a call: the process exits 0 at once, the call goes on in Asterisk, and
+    the next start rebuilds its state from ARI (the codes work again)."""
+    from ari_metaflows.sim import SimPhone, SimulatedAsteriskServer, StasisApp
+
+    async with SimulatedAsteriskServer() as sim:
+        sim.core.dialplan.add("internal", "1002", StasisApp("metaflows", ("dial", "PJSIP/1002")))
+        owner = {"METAFLOWS_ACCOUNT_ID": "acc1", "METAFLOWS_USER_ID": "alice"}
+        alice = SimPhone(sim.core, sim.core.add_phone("1001", variables=owner))
+        bob = SimPhone(sim.core, sim.core.add_phone("1002", on_call="answer"))
+        port = free_port()
+        env = cli_env(
+            ARI_URL=sim.url,
+            ARI_USERNAME=sim.username,
+            ARI_PASSWORD=sim.password,
+            METAFLOWS_DATABASE_URL=database_url,
+            METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
+            METAFLOWS_API_LISTEN=f"127.0.0.1:{port}",
+        )
+        server = Server(env, port)
+        await server.start()
+        try:
+            for _ in range(200):
+                if (await server.request("GET", "/readyz"))["status"] == "success":
+                    break
+                await asyncio.sleep(0.05)
+            await server.request(
+                "POST",
+                "/v2/accounts/acc1/users/alice/metaflows",
+                {"data": {"numbers": {"9": {"module": "play", "data": {"id": "beep"}}}}},
+            )
+            alice.call("1002", "internal")
+            await alice.wait_hears("party", "1002")
+        finally:
+            log = await server.stop()  # SIGTERM; asserts exit status 0
+        assert "calls in progress continue in Asterisk" in log
+        await asyncio.sleep(0.3)
+        assert alice.hears() == ("party", "1002")  # nobody hung up
+        (bridge,) = sim.core.bridges.values()
+        assert len(bridge.channels) == 2
+
+        await server.start()
+        try:
+            for _ in range(200):
+                legs = await server.request("GET", "/v2/accounts/acc1/channels")
+                if legs["status"] == "success" and legs["data"]:
+                    break
+                await asyncio.sleep(0.05)
+            assert [leg["role"] for leg in legs["data"]] == ["caller"]
+            await alice.press("*9")
+            await bob.wait_hears("playback", "sound:beep")
+            await alice.hangup()
+            await sim.core.wait_for(lambda: bob.channel is None)
+        finally:
+            await server.stop()

@@ -216,6 +216,34 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
                 "responses": {**_responses(plain_ok), "202": accepted},
             },
         },
+        "/v2/accounts/{account_id}/metaflow_events": {
+            "parameters": [account],
+            "get": {
+                "summary": "The audit trail, newest first (Kazoo paging: next_start_key)",
+                "parameters": [
+                    *[p for p in page_params if p["name"] != "owner_id"],
+                    {
+                        "name": "owner_id",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "the owner leg's user or device",
+                    },
+                    {
+                        "name": "created_from",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Unix seconds or ISO 8601, inclusive",
+                    },
+                    {
+                        "name": "created_to",
+                        "in": "query",
+                        "schema": {"type": "string"},
+                        "description": "Unix seconds or ISO 8601, exclusive",
+                    },
+                ],
+                "responses": _responses(plain_ok),
+            },
+        },
         "/v2/accounts/{account_id}/recordings/{recording_id}/file": {
             "parameters": [account, recording],
             "get": {"summary": "The audio, streamed", "responses": {**_responses(audio)}},
@@ -261,6 +289,13 @@ def openapi_document() -> dict[str, Any]:
             ),
             **_live_operations(plain_ok),
             "/healthz": {"get": {"security": [], "responses": {"200": plain_ok}}},
+            "/metrics": {
+                "get": {
+                    "security": [],
+                    "summary": "Prometheus text format",
+                    "responses": {"200": {"description": "ok", "content": {"text/plain": {}}}},
+                }
+            },
             "/readyz": {
                 "get": {
                     "security": [],

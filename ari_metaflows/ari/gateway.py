@@ -64,7 +64,9 @@ class _HeaderAuthHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
         self.timeouts = timeouts
         self.session = aiohttp.ClientSession(
             headers={"Authorization": aiohttp.encode_basic_auth(username, password)},
-            timeout=aiohttp.ClientTimeout(total=timeouts.request, connect=timeouts.connect),
+            # sock_connect, not connect: waiting for a pooled connection during a burst is
+            # part of the request's time, not a failure to reach Asterisk.
+            timeout=aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect),
         )
 
     async def ws_connect(

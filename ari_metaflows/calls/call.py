@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 _CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
 BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
 DIAL_ATTEMPTS = 5
+METAFLOW_RETRY = (1.0, 30.0)  # first and longest wait before resolving metaflows again (s)
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,8 @@ class Call:
     held: Hold | None = None
     parked: Parked | None = None
     hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
+    metaflow_retry: asyncio.TimerHandle | None = field(default=None, repr=False)
+    metaflow_retries: int = 0
 
     def __post_init__(self) -> None:
         self.recorder = CallRecorder(self.id, self.engine.recordings)
@@ -116,12 +120,7 @@ class Call:
             if start is not None:
                 await self._start(start)
             while self.phase != "ended":
-                deadline = self._next_deadline()
-                timeout = None if deadline is None else max(deadline - loop.time(), 0.0)
-                try:
-                    event = await asyncio.wait_for(self.queue.get(), timeout)
-                except TimeoutError:
-                    event = None
+                event = await self._next_event(loop)
                 if event is not None:
                     await self._handle(event)
                 await self._fire_timers(loop.time())
@@ -133,7 +132,25 @@ class Call:
         finally:
             self.phase = "ended"
             self._cancel_children()
+            if self.metaflow_retry is not None:
+                self.metaflow_retry.cancel()
             self.engine.forget(self)
+
+    async def _next_event(self, loop: asyncio.AbstractEventLoop) -> dict[str, Any] | None:
+        """The next queued event, or None when the earliest timer is due first. A queued event
+        is taken without waiting (the common case in a burst costs no timer, no task)."""
+        if not self.queue.empty():
+            return self.queue.get_nowait()
+        deadline = self._next_deadline()
+        if deadline is None:
+            return await self.queue.get()
+        if deadline <= loop.time():
+            return None
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await self.queue.get()
+        except TimeoutError:
+            return None
 
     def _cancel_children(self) -> None:
         for child in list(self.children):
@@ -196,6 +213,11 @@ class Call:
             self.legs[CALLEE].gone = True
             await self._fail("CHANUNAVAIL")
             return
+        except AriUnavailable as exc:
+            # Asterisk overloaded or unreachable: the caller must not stay stranded in Stasis.
+            logger.warning("call %s: cannot %s %s: %s", self.id, step, self.dialstring, exc)
+            await self._fail("CONGESTION")
+            return
         self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
         if caller.state != "Up":
             await self.safely(gateway.ring(caller.channel_id))
@@ -232,11 +254,28 @@ class Call:
             return identity, await self.engine.resolver.resolve(identity)
         except DatastoreUnavailable:
             logger.warning(
-                "call %s: metaflows of %s unavailable (database down)",
+                "call %s: metaflows of %s unavailable (database down); asking again later",
                 self.id,
                 snapshot.get("name"),
             )
+            self._retry_metaflows_later(identity.account_id)
             return identity, None
+
+    def _retry_metaflows_later(self, account: str) -> None:
+        """The database was away when a leg's metaflows were needed: ask again with capped
+        backoff, so the leg does not stay without features for the rest of the call."""
+        if self.metaflow_retry is not None or self.phase == "ended":
+            return
+        delay = min(METAFLOW_RETRY[0] * 2**self.metaflow_retries, METAFLOW_RETRY[1])
+        self.metaflow_retries += 1
+
+        def due() -> None:
+            self.metaflow_retry = None
+            self.submit({"type": "_refresh", "account": account})
+
+        self.metaflow_retry = asyncio.get_running_loop().call_later(
+            delay * random.uniform(0.8, 1.2), due
+        )
 
     async def _answered(self, snapshot: dict[str, Any]) -> None:
         """Connect once the callee has answered *and* is in Stasis (a SIP callee's Dial ANSWER
@@ -329,6 +368,7 @@ class Call:
         channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
         role = self._role_of(channel.get("id")) if channel else None
         if kind == "ChannelDtmfReceived" and role is not None:
+            self.engine.metrics.dtmf_handled += 1
             self._digit(role, str(event.get("digit", "")))
         elif kind == "Dial":
             peer = event.get("peer") or {}
@@ -543,6 +583,8 @@ class Call:
             try:
                 leg.metaflows = await self.engine.resolver.resolve(leg.identity)
             except DatastoreUnavailable:
+                if leg.metaflows is None:
+                    self._retry_metaflows_later(leg.identity.account_id)
                 continue
             current = self.collectors.get(role)
             if current is not None and current.armed:

@@ -13,13 +13,14 @@ import asyncio
 import functools
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
 from ..db.database import CONNECTION_ERRORS
+from ..errors import DatastoreUnavailable
 from .documents import EffectiveMetaflows, effective_metaflows
 from .store import CHANGE_CHANNEL, MetaflowStore, Owner
 
@@ -46,6 +47,21 @@ class LegIdentity:
         if self.user_id:
             owners.append(Owner.user(self.account_id, self.user_id))
         return owners
+
+
+_LOAD_BATCH = 1000  # owners per query
+
+
+def _retrieve(future: asyncio.Future[Any]) -> None:
+    """Mark a failure as seen: its waiters may all have been cancelled meanwhile."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _fail(futures: Iterable[asyncio.Future[Any]], error: Exception) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(error)
 
 
 @dataclass
@@ -77,6 +93,9 @@ class MetaflowResolver:
         self._invalidation_listeners: list[Callable[[str | None], None]] = []
         self._listener_task: asyncio.Task[None] | None = None
         self.listening = asyncio.Event()
+        self._wanted: dict[Owner, asyncio.Future[dict[str, Any] | None]] = {}
+        self._loader: asyncio.Task[None] | None = None
+        self.loads = 0  # database round trips made for resolutions
         store.add_change_listener(self.invalidate)
 
     def add_invalidation_listener(self, callback: Callable[[str | None], None]) -> None:
@@ -95,13 +114,54 @@ class MetaflowResolver:
         missing = [owner for owner in owners if owner not in cache.documents]
         documents = dict(cache.documents)
         if missing:
-            documents.update(await self.store.load(missing))
+            documents.update(await self._load(missing))
         effective = effective_metaflows([documents[owner] for owner in owners])
         if self._accounts.get(identity.account_id) is cache:
             for owner in missing:
                 cache.documents[owner] = documents[owner]
             cache.effective[identity] = effective
         return effective
+
+    async def _load(self, owners: list[Owner]) -> dict[Owner, dict[str, Any] | None]:
+        """Documents of ``owners``, fetched together with every other leg's that waits.
+
+        A burst of new calls (thousands of legs of different users) would otherwise take one
+        pooled connection each and time out on the pool; here one loader task at a time fetches
+        everything wanted so far in a single query, and legs wanting the same owner share it.
+        """
+        loop = asyncio.get_running_loop()
+        futures = []
+        for owner in owners:
+            future = self._wanted.get(owner)
+            if future is None:
+                future = self._wanted[owner] = loop.create_future()
+                future.add_done_callback(_retrieve)
+            futures.append(future)
+        if self._loader is None or self._loader.done():
+            self._loader = asyncio.create_task(self._load_wanted(), name="metaflow-loader")
+        # shield: one waiter's cancellation must not cancel a load others share.
+        together = asyncio.gather(*futures)
+        together.add_done_callback(_retrieve)
+        results = await asyncio.shield(together)
+        return dict(zip(owners, results, strict=True))
+
+    async def _load_wanted(self) -> None:
+        while self._wanted:
+            batch = dict(list(self._wanted.items())[:_LOAD_BATCH])
+            for owner in batch:
+                del self._wanted[owner]
+            try:
+                self.loads += 1
+                found = await self.store.load(list(batch))
+            except asyncio.CancelledError:
+                _fail(batch.values(), DatastoreUnavailable("the service is stopping"))
+                raise
+            except Exception as exc:
+                _fail(batch.values(), exc)
+                continue
+            for owner, future in batch.items():
+                if not future.done():
+                    future.set_result(found.get(owner))
 
     def invalidate(self, account_id: str | None) -> None:
         if account_id is None:
@@ -121,6 +181,9 @@ class MetaflowResolver:
             self._listener_task = asyncio.create_task(self._listen_forever(self._listen_url))
 
     async def stop(self) -> None:
+        if self._loader is not None:
+            self._loader.cancel()
+            await asyncio.gather(self._loader, return_exceptions=True)
         task, self._listener_task = self._listener_task, None
         if task is not None:
             task.cancel()

@@ -161,6 +161,8 @@ class SimulatedAsterisk:
         # Asterisk 22 sometimes refuses a dial right after the create (409, not in Stasis
         # yet); tests set how many of the next dials to refuse that way.
         self.dial_refusals = 0
+        # (method, path regex) → seconds every matching request is held before it is served.
+        self.stalls: dict[tuple[str, str], float] = {}
         self._ids = itertools.count(1)
         self._names = itertools.count(1)
         self._changed = asyncio.Event()

@@ -44,6 +44,7 @@ class AriServer:
         self.username = username
         self.password = password
         self.websockets: set[web.WebSocketResponse] = set()
+        self.websocket_apps: dict[web.WebSocketResponse, set[str]] = {}
         self.websocket_auth: list[str] = []  # "header" or "query", per websocket opened
         self.app = web.Application(middlewares=[self._middleware])
         self.app.router.add_get("/ari/api-docs/resources.json", self._resources)
@@ -118,6 +119,9 @@ class AriServer:
         async def handle(request: web.Request) -> web.StreamResponse:
             query = {k: v for k, v in request.query.items() if k != "api_key"}
             self.core.requests.append((request.method, request.path, query))
+            for (verb, pattern), seconds in list(self.core.stalls.items()):
+                if verb == request.method and re.fullmatch(pattern, request.path):
+                    await asyncio.sleep(seconds)  # a slow Asterisk, for fault tests
             args: dict[str, Any] = {}
             for param in op.params:
                 if param.param_type == "path":
@@ -179,6 +183,7 @@ class AriServer:
         ws = web.WebSocketResponse(heartbeat=None, autoping=True)
         await ws.prepare(request)
         self.websockets.add(ws)
+        self.websocket_apps[ws] = apps
         connection = self.core.connect_app(apps, subscribe_all)
         writer = asyncio.create_task(self._write_events(ws, connection.queue))
         try:
@@ -190,6 +195,7 @@ class AriServer:
             writer.cancel()
             await asyncio.gather(writer, return_exceptions=True)
             self.websockets.discard(ws)
+            self.websocket_apps.pop(ws, None)
             await ws.close()
         return ws
 

@@ -1,0 +1,194 @@
+"""Faults on the simulator (SPEC §8, issue 8): a stalled call, a database outage during calls
+and API writes, a burst of new legs against a small pool. Websocket loss, Asterisk restarts and
+service restarts are in test_engine_scenarios.py; SIGTERM of the real process in test_cli.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from ari_metaflows.ari.gateway import AriTimeouts
+from ari_metaflows.auth.tokens import TokenStore
+from ari_metaflows.db.database import Database, DatabaseTimeouts
+from ari_metaflows.errors import DatastoreUnavailable
+from ari_metaflows.metaflows.documents import validate_document
+from ari_metaflows.metaflows.resolver import LegIdentity, MetaflowResolver
+from ari_metaflows.metaflows.store import MetaflowStore, Owner
+from ari_metaflows.testing.scenario import Driver
+
+from .helpers.engine_service import (
+    ACCOUNT,
+    ADMIN,
+    FAST,
+    Service,
+    api_client,
+    connected_call,
+    sim_only,
+    start_service,
+    stop_service,
+    wait_until,
+)
+from .helpers.tcp_proxy import TcpProxy
+
+BEEP = {"9": {"module": "play", "data": {"id": "beep"}}}
+
+
+async def test_a_stalled_call_holds_up_no_other_call(service: Service) -> None:
+    """Asterisk takes 2 s to create one call's bridge: that call's task waits (its events
+    queue up in order), while the reader and every other call go on at full speed."""
+    driver = sim_only(service.driver)
+    await service.document(Owner.account(ACCOUNT), numbers=BEEP)
+    alice, bob = await connected_call(service)
+    driver.sim.core.stalls["POST", "/ari/bridges"] = 2.0
+    second = asyncio.create_task(connected_call(service, "carol", "dave", "u-carol"))
+    await wait_until(lambda: len(service.engine.calls) == 2)
+    await asyncio.sleep(0.3)  # carol's call now waits on its bridge
+    routed = service.metrics.ari_events
+    loop = asyncio.get_running_loop()
+    pressed = loop.time()
+    await alice.press("*9", FAST)
+    await bob.wait_hears("playback", "sound:beep", timeout=1.5)
+    assert loop.time() - pressed < 1.0
+    assert not second.done()  # still stalled, and nobody waited for it
+    assert service.metrics.ari_events > routed
+    carol, dave = await asyncio.wait_for(second, 5)
+    await carol.wait_hears("party", "dave")
+    await carol.press("*9", FAST)
+    await dave.wait_hears("playback", "sound:beep")
+
+
+async def test_calls_and_the_api_through_a_database_outage(
+    driver: Driver, database_url: str, tmp_path: Path, tokens: TokenStore
+) -> None:
+    """While PostgreSQL is away: live calls keep their codes (cache), new calls connect, the API
+    answers 503 to reads and writes. Afterwards nothing acknowledged is missing, the audit rows
+    of the outage are stored, and a leg resolved during the outage gets its metaflows."""
+    sim_only(driver)
+    proxy = TcpProxy.for_url(database_url)
+    await proxy.start()
+    flaky_url = proxy.url_for(database_url)
+    flaky = Database(flaky_url, timeouts=DatabaseTimeouts(acquire=0.5, command=2))
+    await flaky.open()
+    service = await start_service(driver, flaky_url, flaky, tmp_path / "journal.jsonl")
+    try:
+        await service.document(Owner.account(ACCOUNT), numbers=BEEP)
+        async with api_client(service, tokens, flaky) as client:
+            url = f"/v2/accounts/{ACCOUNT}/users/u-kept/metaflows"
+            kept = {"data": {"numbers": {"5": {"module": "hangup"}}}}
+            response = await client.post(url, json=kept, headers=ADMIN)
+            assert response.status == 200  # acknowledged before the outage
+            acknowledged = (await response.json())["data"]
+            alice, bob = await connected_call(service)
+
+            await proxy.cut()
+            await alice.press("*9", FAST)
+            await bob.wait_hears("playback", "sound:beep")
+            carol, dave = await connected_call(service, "carol", "dave", "u-carol")
+            for method, path, body in [
+                ("POST", url, {"data": {"numbers": {}}}),
+                ("GET", url, None),
+                ("DELETE", url, None),
+                ("GET", f"/v2/accounts/{ACCOUNT}/metaflow_events", None),
+            ]:
+                response = await client.request(method, path, json=body, headers=ADMIN)
+                answer = await response.json()
+                assert response.status == 503, (method, path)
+                assert answer["status"] == "error"
+            assert service.audit.pending >= 1  # the *9 waits for the database
+
+            await proxy.restore()
+            assert await service.audit.flush(timeout=10)
+            response = await client.get(url, headers=ADMIN)
+            assert (await response.json())["data"] == acknowledged
+            response = await client.get(f"/v2/accounts/{ACCOUNT}/metaflow_events", headers=ADMIN)
+            (event,) = (await response.json())["data"]
+            assert (event["module"], event["outcome"]) == ("play", "ok")
+            # carol's leg could not be resolved during the outage; it is asked again.
+            await wait_until(
+                lambda: all(
+                    leg.metaflows is not None
+                    for call in service.engine.calls.values()
+                    for leg in call.legs.values()
+                ),
+                timeout=10,
+            )
+            await carol.press("*9", FAST)
+            await dave.wait_hears("playback", "sound:beep")
+    finally:
+        await driver.hang_up_all()
+        await stop_service(service)
+        await proxy.close()
+        await flaky.close()
+
+
+async def test_a_burst_of_new_legs_shares_few_database_loads(database_url: str) -> None:
+    """Hundreds of legs of different users resolved at once through a pool of two: no pool
+    timeouts, every leg gets its own merged metaflows, in a handful of round trips."""
+    db = Database(database_url, timeouts=DatabaseTimeouts(acquire=0.5))
+    await db.open(max_size=2)
+    try:
+        store = MetaflowStore(db)
+        await store.put(Owner.account("burst"), validate_document({"numbers": BEEP}))
+        await store.put(
+            Owner.user("burst", "u7"),
+            validate_document({"numbers": {"7": {"module": "hangup"}}}),
+        )
+        resolver = MetaflowResolver(store)
+        legs = [LegIdentity("burst", user_id=f"u{i}", device_id=f"d{i}") for i in range(400)]
+        resolved = await asyncio.gather(*(resolver.resolve(leg) for leg in legs))
+        assert all("9" in flows.numbers for flows in resolved)
+        assert set(resolved[7].numbers) == {"7", "9"}
+        assert "7" not in resolved[8].numbers
+        assert resolver.loads <= 5
+    finally:
+        await db.close()
+
+
+async def test_a_failed_load_fails_every_waiter_and_the_next_one_retries(
+    database_url: str,
+) -> None:
+    proxy = TcpProxy.for_url(database_url)
+    await proxy.start()
+    db = Database(proxy.url_for(database_url), timeouts=DatabaseTimeouts(acquire=0.3))
+    await db.open(max_size=2)
+    try:
+        resolver = MetaflowResolver(MetaflowStore(db))
+        await proxy.cut()
+        outcomes = await asyncio.gather(
+            *(resolver.resolve(LegIdentity("acc", user_id=f"u{i}")) for i in range(20)),
+            return_exceptions=True,
+        )
+        assert all(isinstance(o, DatastoreUnavailable) for o in outcomes)
+        # A waiter cancelled mid-load does not cancel the load for the others.
+        await proxy.restore()
+        doomed = asyncio.create_task(resolver.resolve(LegIdentity("acc", user_id="x")))
+        survivor = asyncio.create_task(resolver.resolve(LegIdentity("acc", user_id="x")))
+        await asyncio.sleep(0)
+        doomed.cancel()
+        assert (await survivor).is_empty
+        await resolver.stop()
+    finally:
+        await proxy.close()
+        await db.close()
+
+
+async def test_asterisk_too_slow_to_create_the_callee_sends_the_caller_on(
+    service: Service,
+) -> None:
+    """A request that times out (Asterisk overloaded) must not strand the caller in Stasis."""
+    driver = sim_only(service.driver)
+    service.ari.timeouts = AriTimeouts(request=0.3)
+    await driver.sim.drop_websockets()  # the next session's gateway uses the short timeout
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.ari.connected.wait(), 5)
+    driver.sim.core.stalls["POST", "/ari/channels/create"] = 1.0
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    channel = alice.phone.channel
+    await alice.wait_idle(timeout=5)
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "CONGESTION"
+    assert channel.history[-1] == "(end)"
+    await service.wait_no_calls()
