@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from ..db.database import Database
-from ..errors import InvalidRequest
+from ..db.paging import decode_start_key, encode_start_key
 from .model import COLUMNS, MetaflowEvent
 
 _INSERT = (
@@ -34,22 +32,6 @@ class EventFilter:
     owner_id: str | None = None  # the owner leg's user or device
     since: datetime | None = None  # inclusive
     until: datetime | None = None  # exclusive
-
-
-def _encode_key(event: MetaflowEvent) -> str:
-    raw = f"{event.occurred_at.isoformat()}|{event.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_key(key: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
-        moment, separator, event_id = raw.partition("|")
-        if not separator:
-            raise ValueError("no separator")
-        return datetime.fromisoformat(moment), event_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequest("start_key is not one this server gave out") from exc
 
 
 class EventStore:
@@ -90,7 +72,7 @@ class EventStore:
         if where.until is not None:
             add("occurred_at < {}", where.until)
         if start_key is not None:
-            add("(occurred_at, id) <= ({}, {})", *_decode_key(start_key))
+            add("(occurred_at, id) <= ({}, {})", *decode_start_key(start_key))
         args.append(page_size + 1)
         query = (
             f"SELECT {', '.join(COLUMNS)} FROM metaflow_events WHERE {' AND '.join(clauses)} "
@@ -100,4 +82,7 @@ class EventStore:
             rows = await conn.fetch(query, *args)
         found = [MetaflowEvent.from_row(row) for row in rows]
         following = found[page_size] if len(found) > page_size else None
-        return EventPage(found[:page_size], _encode_key(following) if following else None)
+        return EventPage(
+            found[:page_size],
+            encode_start_key(following.occurred_at, following.id) if following else None,
+        )

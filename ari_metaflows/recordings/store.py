@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
-from datetime import datetime
 
 from ..db.database import Database
-from ..errors import InvalidRequest, NotFound
+from ..db.paging import decode_start_key, encode_start_key
+from ..errors import NotFound
 from .model import Recording
 
 _UPSERT = """
@@ -30,20 +28,6 @@ DEFAULT_PAGE_SIZE = 50
 class RecordingPage:
     recordings: list[Recording]
     next_start_key: str | None
-
-
-def encode_start_key(recording: Recording) -> str:
-    raw = f"{recording.started_at.isoformat()}|{recording.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_start_key(key: str) -> tuple[datetime, str]:
-    try:
-        raw = base64.urlsafe_b64decode(key + "=" * (-len(key) % 4)).decode()
-        moment, _, recording_id = raw.partition("|")
-        return datetime.fromisoformat(moment), recording_id
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidRequest("start_key is not one this server gave out") from exc
 
 
 class RecordingStore:
@@ -125,7 +109,10 @@ class RecordingStore:
             rows = await conn.fetch(query, *args)
         found = [Recording.from_row(r) for r in rows]
         following = found[page_size] if len(found) > page_size else None
-        return RecordingPage(found[:page_size], encode_start_key(following) if following else None)
+        return RecordingPage(
+            found[:page_size],
+            encode_start_key(following.started_at, following.id) if following else None,
+        )
 
     async def delete(self, account_id: str, recording_id: str) -> None:
         async with self._db.connection() as conn:
