@@ -135,6 +135,12 @@ class Server:
         assert self.process.returncode == 0, err.decode()
         return err.decode()
 
+    async def wait_ready(self) -> None:
+        for _ in range(200):
+            if (await self.request("GET", "/readyz"))["status"] == "success":
+                return
+            await asyncio.sleep(0.05)
+
     async def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         async with (
             aiohttp.ClientSession(headers={"X-Auth-Token": ADMIN_TOKEN}) as session,
@@ -232,6 +238,20 @@ async def test_simulate_serves_ari_and_phone_control(tmp_path: Path) -> None:
     assert process.returncode == 0
 
 
+def serve_against(sim: Any, database_url: str) -> Server:
+    """``serve`` configured for a simulated Asterisk and the test's database."""
+    port = free_port()
+    env = cli_env(
+        ARI_URL=sim.url,
+        ARI_USERNAME=sim.username,
+        ARI_PASSWORD=sim.password,
+        METAFLOWS_DATABASE_URL=database_url,
+        METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
+        METAFLOWS_API_LISTEN=f"127.0.0.1:{port}",
+    )
+    return Server(env, port)
+
+
 async def test_serve_gives_live_calls_their_metaflows(database_url: str) -> None:
     """`serve` against an ARI server: an API write, a call, *9, the module runs."""
     from ari_metaflows.sim import SimPhone, SimulatedAsteriskServer, StasisApp
@@ -245,22 +265,10 @@ async def test_serve_gives_live_calls_their_metaflows(database_url: str) -> None
             ),
         )
         bob = SimPhone(sim.core, sim.core.add_phone("1002", on_call="answer"))
-        port = free_port()
-        env = cli_env(
-            ARI_URL=sim.url,
-            ARI_USERNAME=sim.username,
-            ARI_PASSWORD=sim.password,
-            METAFLOWS_DATABASE_URL=database_url,
-            METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
-            METAFLOWS_API_LISTEN=f"127.0.0.1:{port}",
-        )
-        server = Server(env, port)
+        server = serve_against(sim, database_url)
         await server.start()
         try:
-            for _ in range(200):
-                if (await server.request("GET", "/readyz"))["status"] == "success":
-                    break
-                await asyncio.sleep(0.05)
+            await server.wait_ready()
             answer = await server.request(
                 "POST",
                 "/v2/accounts/acc1/users/alice/metaflows",
@@ -291,22 +299,10 @@ async def test_sigterm_leaves_calls_up_and_the_next_start_adopts_them(database_u
         owner = {"METAFLOWS_ACCOUNT_ID": "acc1", "METAFLOWS_USER_ID": "alice"}
         alice = SimPhone(sim.core, sim.core.add_phone("1001", variables=owner))
         bob = SimPhone(sim.core, sim.core.add_phone("1002", on_call="answer"))
-        port = free_port()
-        env = cli_env(
-            ARI_URL=sim.url,
-            ARI_USERNAME=sim.username,
-            ARI_PASSWORD=sim.password,
-            METAFLOWS_DATABASE_URL=database_url,
-            METAFLOWS_ADMIN_TOKEN=ADMIN_TOKEN,
-            METAFLOWS_API_LISTEN=f"127.0.0.1:{port}",
-        )
-        server = Server(env, port)
+        server = serve_against(sim, database_url)
         await server.start()
         try:
-            for _ in range(200):
-                if (await server.request("GET", "/readyz"))["status"] == "success":
-                    break
-                await asyncio.sleep(0.05)
+            await server.wait_ready()
             await server.request(
                 "POST",
                 "/v2/accounts/acc1/users/alice/metaflows",
