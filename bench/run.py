@@ -2,8 +2,9 @@
 
 Layout on this 2-core machine: this process runs the service under test (call engine, ARI
 client, REST API) pinned to CPU 0, so every figure is "one core". The simulated Asterisk runs
-in a subprocess pinned to CPU 1, and so does the API load generator. PostgreSQL (embedded,
-started in a temporary directory) is left to the scheduler.
+in a subprocess pinned to CPU 1, and so does the API load generator. The raw baseline runs in
+a subprocess pinned to CPU 0 while the service idles. PostgreSQL (embedded, started in a
+temporary directory) is left to the scheduler.
 
 Phases: call set-up at N calls; dispatch latency of ``*9`` pressed by every caller; a DTMF
 storm through the whole pipeline and the same storm through a bare websocket client (the
@@ -27,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,7 +37,7 @@ import aiohttp
 from aiohttp import web
 
 from ari_metaflows.api.server import create_app
-from ari_metaflows.app import Service, open_service
+from ari_metaflows.app import Service, open_service, tune_garbage_collector
 from ari_metaflows.config import ListenAddress, Settings
 from ari_metaflows.db.embedded import start_embedded_postgres
 from ari_metaflows.metaflows.documents import validate_document
@@ -89,6 +89,30 @@ class Results:
         print(f"  {key:<40} {shown}", flush=True)
 
 
+class GcClock:
+    """Time spent in Python's cyclic garbage collector, by generation (gc.callbacks)."""
+
+    def __init__(self) -> None:
+        self.seconds = [0.0, 0.0, 0.0]
+        self.runs = [0, 0, 0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            generation = info["generation"]
+            pause = time.perf_counter() - self._started
+            self.seconds[generation] += pause
+            self.runs[generation] += 1
+            self.longest[generation] = max(self.longest[generation], pause)
+
+    def snapshot(self) -> tuple[list[float], list[int]]:
+        return list(self.seconds), list(self.runs)
+
+
 def rss_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -130,6 +154,7 @@ class Bench:
         self.sim_process: subprocess.Popen[bytes] | None = None
         self.service: Service | None = None
         self.http: aiohttp.ClientSession | None = None
+        self.gc_clock = GcClock()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -255,50 +280,57 @@ class Bench:
         await wait_for(lambda: metrics.dtmf_events > routed, 60, "the storm's first event")
         cpu = time.process_time()
         started = time.perf_counter()
+        gc_before, runs_before = self.gc_clock.snapshot()
+        self.gc_clock.longest = [0.0, 0.0, 0.0]
         await wait_for(lambda: metrics.dtmf_handled - base >= expected, 300, "the storm")
         elapsed = time.perf_counter() - started
         cpu_used = time.process_time() - cpu
+        gc_after, runs_after = self.gc_clock.snapshot()
         await request
         rate = expected / elapsed
         self.results.put(f"pipeline DTMF events/s ({label})", rate)
         self.results.put(f"pipeline CPU ms per 1,000 events ({label})", cpu_used / expected * 1e6)
+        gc_seconds = [a - b for a, b in zip(gc_after, gc_before, strict=True)]
+        self.results.put(f"pipeline GC share of CPU ({label})", sum(gc_seconds) / cpu_used)
+        self.results.put(
+            f"pipeline GC runs gen0/1/2 ({label})",
+            "/".join(str(a - b) for a, b in zip(runs_after, runs_before, strict=True)),
+        )
+        self.results.put(
+            f"pipeline GC ms gen0/1/2 ({label})",
+            "/".join(f"{x * 1000:.0f}" for x in gc_seconds),
+        )
+        self.results.put(
+            f"pipeline GC longest pause ms gen0/1/2 ({label})",
+            "/".join(f"{x * 1000:.1f}" for x in self.gc_clock.longest),
+        )
         await asyncio.sleep(1.0)  # collectors time out; the audit trail drains
         return rate
 
     async def baseline(self, legs: int) -> float:
-        """The same storm read by a bare websocket: frame, json.loads, route to a queue."""
-        assert self.http is not None
-        routes: dict[str, deque[dict[str, Any]]] = {cid: deque() for cid in self.engine._by_channel}
+        """The same storm read by a bare websocket client (bench/baseline.py), on the service's
+        core while the service idles (the storm goes to another application)."""
         rounds = max(1, self.args.storm_events // legs)
-        expected = rounds * legs
-        received = 0
-        async with self.http.ws_connect(
-            f"{self.sim_url}/ari/events", params={"app": RAW_APP}
-        ) as ws:
-            await asyncio.sleep(0.2)
-            request = asyncio.create_task(self.sim("/bench/storm", rounds=rounds, app=RAW_APP))
-            first = await ws.receive()  # the clock starts at the first event, as above
-            cpu = time.process_time()
-            started = time.perf_counter()
-            event = json.loads(first.data)
-            routes[event["channel"]["id"]].append(event)
-            received = 1
-            while received < expected:
-                message = await ws.receive()
-                event = json.loads(message.data)
-                queue = routes.get(event["channel"]["id"])
-                if queue is not None:
-                    queue.append(event)
-                    if len(queue) > 64:
-                        queue.popleft()
-                received += 1
-            elapsed = time.perf_counter() - started
-            cpu_used = time.process_time() - cpu
-            await request
-        rate = expected / elapsed
+        channels = self.workdir / "baseline-channels.txt"
+        channels.write_text("\n".join(self.engine._by_channel) + "\n")
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            *("-m", "bench.baseline", "--url", self.sim_url + "/ari/events", "--app", RAW_APP),
+            *("--auth", aiohttp.encode_basic_auth(USERNAME, PASSWORD)),
+            *("--channels", str(channels), "--expected", str(rounds * legs)),
+            *("--cpu", str(SERVICE_CPU)),
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        if (await process.stdout.readline()).strip() != b"ready":
+            raise RuntimeError("the baseline client did not start")
+        await self.sim("/bench/storm", rounds=rounds, app=RAW_APP)
+        output, _ = await asyncio.wait_for(process.communicate(), 300)
+        figures = json.loads(output)
+        rate: float = figures["events_per_s"]
         self.results.put(f"baseline DTMF events/s ({legs} legs)", rate)
         self.results.put(
-            f"baseline CPU ms per 1,000 events ({legs} legs)", cpu_used / expected * 1e6
+            f"baseline CPU ms per 1,000 events ({legs} legs)", figures["cpu_ms_per_1000"]
         )
         return rate
 
@@ -306,7 +338,7 @@ class Bench:
         """RSS growth per leg while adding calls in batches (a burst's transient buffers
         would otherwise count as per-leg memory)."""
         gc.collect()
-        before = rss_bytes()
+        before, blocks_before = rss_bytes(), sys.getallocatedblocks()
         batch = self.args.batch
         started = time.perf_counter()
         for offset in range(0, calls, batch):
@@ -318,10 +350,12 @@ class Bench:
         )
         await asyncio.sleep(1.0)
         gc.collect()
-        after = rss_bytes()
+        after, blocks_after = rss_bytes(), sys.getallocatedblocks()
         legs = 2 * calls
         self.results.put("tracked legs", self.engine.active_legs())
         self.results.put("RSS bytes per idle leg", (after - before) / legs)
+        # Live Python objects per leg: unlike RSS, not shaped by allocator fragmentation.
+        self.results.put("Python memory blocks per idle leg", (blocks_after - blocks_before) / legs)
 
     async def teardown(self) -> None:
         started = time.perf_counter()
@@ -397,13 +431,20 @@ async def main() -> int:
     parser.add_argument("--batch", type=int, default=500, help="calls per batch when growing")
     parser.add_argument("--quick", action="store_true", help="200 calls, 1,000 legs, small storms")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--python-gc",
+        action="store_true",
+        help="keep Python's default GC thresholds (the service tunes them at start)",
+    )
     args = parser.parse_args()
     if args.quick:
         args.calls, args.legs, args.storm_events, args.api_seconds = 200, 1000, 50_000, 2.0
     pin(SERVICE_CPU)
+    if not args.python_gc:
+        tune_garbage_collector()  # as ``serve`` does
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    info = machine()
+    info = machine() | {"gc_thresholds": gc.get_threshold()}
     print(f"machine: {info}", flush=True)
     with tempfile.TemporaryDirectory(prefix="metaflows-bench-") as workdir:
         bench = Bench(args, Path(workdir))

@@ -12,6 +12,7 @@ from pathlib import Path
 from ari_metaflows.ari.connection import ReconnectBackoff
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
+from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.scenario import Driver, SimDriver
 from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
@@ -126,6 +127,35 @@ async def test_pattern_waits_for_the_timeout_and_captures(service: Service) -> N
     assert match["captures"] == ["1234"]
     assert match["collected"] == "21234"
     await bob.wait_hears("playback", "digits:7")
+
+
+async def test_each_digit_restarts_the_digit_timeout(service: Service) -> None:
+    """Digits 660 ms apart, under the 800 ms timeout, make one code, which runs one timeout
+    after the last digit: the call's timer follows the latest deadline, never the first."""
+    await service.document(
+        Owner.account(ACCOUNT),
+        patterns={"2(\\d+)": {"module": "say", "data": {"text": "7", "type": "digits"}}},
+    )
+    alice, bob = await connected_call(service)
+    loop = asyncio.get_running_loop()
+    await alice.press("*2123", KeyTiming(duration_ms=60, gap_ms=600))
+    pressed = loop.time()
+    (match,) = await service.wait_matches(1)
+    assert loop.time() - pressed >= 0.7
+    assert (match["collected"], match["captures"]) == ("2123", ["123"])
+    await bob.wait_hears("playback", "digits:7")
+
+
+async def test_an_idle_call_holds_no_parsed_event(service: Service) -> None:
+    """Memory per leg (SPEC §8): the call task lives as long as the call, so its frame must not
+    keep the StasisStart or the last event it handled (a full channel snapshot each)."""
+    await connected_call(service)
+    await asyncio.sleep(0.2)
+    (call,) = service.engine.calls.values()
+    assert call.task is not None
+    frame = call.task.get_coro().cr_frame  # type: ignore[union-attr]
+    held = [name for name, value in frame.f_locals.items() if isinstance(value, dict)]
+    assert held == []
 
 
 async def test_no_match_does_nothing(service: Service) -> None:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import pytest
+
 from ari_metaflows.ari.gateway import AriTimeouts
 from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database, DatabaseTimeouts
@@ -173,22 +175,64 @@ async def test_a_failed_load_fails_every_waiter_and_the_next_one_retries(
         await db.close()
 
 
-async def test_asterisk_too_slow_to_create_the_callee_sends_the_caller_on(
-    service: Service,
-) -> None:
-    """A request that times out (Asterisk overloaded) must not strand the caller in Stasis."""
-    driver = sim_only(service.driver)
-    service.ari.timeouts = AriTimeouts(request=0.3)
-    await driver.sim.drop_websockets()  # the next session's gateway uses the short timeout
+async def impatient(service: Service, request_timeout: float) -> None:
+    """Reconnect with a short ARI request timeout (the next session's gateway uses it)."""
+    service.ari.timeouts = AriTimeouts(request=request_timeout)
+    await sim_only(service.driver).sim.drop_websockets()
     await asyncio.sleep(0.01)
     await asyncio.wait_for(service.ari.connected.wait(), 5)
-    driver.sim.core.stalls["POST", "/ari/channels/create"] = 1.0
+
+
+@pytest.mark.parametrize(
+    "stalled",
+    [
+        "/ari/channels/create",  # creating the callee
+        "/ari/channels/[^/]+/answer",  # answering the caller once the callee answered
+        "/ari/bridges",  # creating the call's bridge
+        "/ari/bridges/[^/]+/addChannel",  # putting both legs in it
+    ],
+)
+async def test_asterisk_too_slow_while_setting_up_sends_the_caller_on(
+    service: Service, stalled: str
+) -> None:
+    """A request that times out (Asterisk overloaded) at any step of the set-up must not strand
+    the caller in Stasis: the callee is hung up, the caller goes on with CONGESTION, and the
+    call's bridge does not outlive it."""
+    driver = sim_only(service.driver)
+    await impatient(service, request_timeout=0.3)
+    driver.sim.core.stalls["POST", stalled] = 0.5
     alice = driver.add_phone("alice")
     bob = driver.add_phone("bob")
     await driver.call(alice, bob)
     channel = alice.phone.channel
+    if stalled != "/ari/channels/create":
+        await bob.answer()
     await alice.wait_idle(timeout=5)
     assert channel is not None
     assert channel.variables["METAFLOWS_DIALSTATUS"] == "CONGESTION"
     assert channel.history[-1] == "(end)"
+    await service.wait_no_calls()
+    await bob.wait_idle(timeout=5)
+    driver.sim.core.stalls.clear()
+    await asyncio.sleep(0.5)  # the stalled request completes in Asterisk meanwhile
+    await wait_until(lambda: not driver.sim.core.bridges, timeout=3)
+
+
+async def test_owner_variables_unreadable_the_call_still_connects(service: Service) -> None:
+    """Without channelvars in ari.conf the owner is read variable by variable; when Asterisk
+    is too slow to answer those reads the call connects all the same, without metaflows."""
+    driver = sim_only(service.driver)
+    await service.document(Owner.account(ACCOUNT), numbers=BEEP)
+    await impatient(service, request_timeout=0.3)
+    driver.sim.core.channelvars = ()
+    driver.sim.core.stalls["GET", "/ari/channels/[^/]+/variable"] = 0.5
+    alice, bob = await connected_call(service)
+    (call,) = service.engine.calls.values()
+    assert [leg.identity for leg in call.legs.values()] == [None, None]
+    assert not call.collectors
+    await alice.press("*9", FAST)
+    await asyncio.sleep(0.3)
+    assert service.matches() == []
+    await alice.hangup()
+    await bob.wait_idle()
     await service.wait_no_calls()

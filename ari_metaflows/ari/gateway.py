@@ -11,6 +11,7 @@ on it is normal.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
@@ -121,26 +122,46 @@ class AriGateway:
         """The aioari client, for the connection supervisor (events) only."""
         return self._client
 
+    @property
+    def timeouts(self) -> AriTimeouts:
+        return self._http.timeouts
+
     async def close(self) -> None:
         await self._client.close()
         await self._http.close()
 
+    def _operation(self, resource: str, operation: str) -> Any:
+        """The swagger operation itself. Not ``client.<resource>.<operation>``: aioari's
+        ``Repository.__getattr__`` builds a new class on every request (CPU, and cyclic
+        garbage that only the garbage collector frees), then wraps the answer in model objects
+        we never use."""
+        repository = self._client.repositories.get(resource)
+        found = repository.api.get_operation(operation) if repository is not None else None
+        if found is None:
+            raise AttributeError(f"Asterisk's ARI has no operation {resource}.{operation}")
+        return found
+
     async def _call(self, resource: str, operation: str, **params: Any) -> Any:
+        """Run one ARI operation; its JSON answer (None when empty)."""
         args = {k: v for k, v in params.items() if v is not None}
+        call = self._operation(resource, operation)
         mark_ari_request()
         try:
-            return await getattr(getattr(self._client, resource), operation)(**args)
+            response = await call(**args)
+            text = await response.text()
+            return json.loads(text) if text else None
         except web_exceptions.HTTPNotFound as exc:
             raise Gone(404, getattr(exc, "text", "") or "not found") from None
         except web_exceptions.HTTPException as exc:
             raise AriError(exc.status, getattr(exc, "text", "") or exc.reason) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise AriUnavailable(f"{resource}.{operation}: {type(exc).__name__}") from exc
+        except ValueError as exc:  # not JSON: not an Asterisk we can talk to
+            raise AriError(502, f"{resource}.{operation}: invalid JSON from Asterisk") from exc
 
     @staticmethod
     def _json(result: Any) -> dict[str, Any]:
-        data = getattr(result, "json", result)
-        return dict(data) if isinstance(data, Mapping) else {}
+        return dict(result) if isinstance(result, Mapping) else {}
 
     # -- system ---------------------------------------------------------------------------
 

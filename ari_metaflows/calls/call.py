@@ -27,6 +27,7 @@ from ..metrics import DISPATCH, Dispatch
 from ..modules import REGISTRY, ModuleContext, ModuleFailed, Playbacks, run_flow
 from .collector import Collector, Match, NoMatch, new_collector
 from .identity import identity_of
+from .mailbox import Mailbox
 from .parking import SlotUnavailable, dial_string_of
 from .recording import CallRecorder, RecordingRefused
 from .transfer import EXTENSION_RE, AttendedTransfer, TransferRequest
@@ -41,6 +42,7 @@ FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 _CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
 BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
 DIAL_ATTEMPTS = 5
+_TICK: dict[str, Any] = {"type": "_tick"}  # queued by the call's timer
 METAFLOW_RETRY = (1.0, 30.0)  # first and longest wait before resolving metaflows again (s)
 
 
@@ -94,7 +96,7 @@ class Call:
     phase: str = "dialing"  # dialing → connected → ended
     collectors: dict[str, Collector] = field(default_factory=dict)
     playbacks: Playbacks = field(default_factory=Playbacks)
-    queue: asyncio.Queue[dict[str, Any]] = field(default_factory=asyncio.Queue)
+    queue: Mailbox[dict[str, Any]] = field(default_factory=Mailbox)
     children: set[asyncio.Task[Any]] = field(default_factory=set)
     ring_deadline: float | None = None
     task: asyncio.Task[None] | None = None
@@ -103,6 +105,7 @@ class Call:
     held: Hold | None = None
     parked: Parked | None = None
     hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
+    timer: asyncio.TimerHandle | None = field(default=None, repr=False)  # see _arm_timer
     metaflow_retry: asyncio.TimerHandle | None = field(default=None, repr=False)
     metaflow_retries: int = 0
 
@@ -110,47 +113,62 @@ class Call:
         self.recorder = CallRecorder(self.id, self.engine.recordings)
 
     def submit(self, event: dict[str, Any]) -> None:
-        self.queue.put_nowait(event)
+        self.queue.put(event)
 
     # -- the owner task ---------------------------------------------------------------------
 
     async def run(self, start: dict[str, Any] | None) -> None:
         loop = asyncio.get_running_loop()
+        queue = self.queue
         try:
             if start is not None:
                 await self._start(start)
+                start = None  # this frame lives as long as the call: keep no event in it
+                self._arm_timer(loop.time())
             while self.phase != "ended":
-                event = await self._next_event(loop)
-                if event is not None:
+                # A queued event is taken without suspending: a burst costs no wake-up.
+                event = queue.get_nowait() if len(queue) else await queue.get()
+                if event is not _TICK:
                     await self._handle(event)
-                await self._fire_timers(loop.time())
+                del event  # an idle call holds no parsed event (~5 KiB of JSON per leg)
+                now = loop.time()
+                await self._fire_timers(now)
+                self._arm_timer(now)
         except asyncio.CancelledError:
             self._cancel_children()
             raise
         except Exception:
             logger.exception("call %s: failed; forgetting it", self.id)
+            if self.phase == "dialing":
+                await self._fail("CONGESTION")  # a caller must never stay ringing in Stasis
         finally:
             self.phase = "ended"
             self._cancel_children()
             if self.metaflow_retry is not None:
                 self.metaflow_retry.cancel()
+            if self.timer is not None:
+                self.timer.cancel()
             self.engine.forget(self)
 
-    async def _next_event(self, loop: asyncio.AbstractEventLoop) -> dict[str, Any] | None:
-        """The next queued event, or None when the earliest timer is due first. A queued event
-        is taken without waiting (the common case in a burst costs no timer, no task)."""
-        if not self.queue.empty():
-            return self.queue.get_nowait()
+    def _arm_timer(self, now: float) -> None:
+        """Keep one loop timer at or before the call's earliest deadline. Lazy: a deadline that
+        moves later (every digit restarts the inter-digit timer) keeps the timer, which then
+        fires early, finds nothing due and is armed again; so a DTMF burst costs no timer per
+        event. When it fires, the timer only queues a tick: timers are handled in order with
+        the call's events, by its task."""
         deadline = self._next_deadline()
-        if deadline is None:
-            return await self.queue.get()
-        if deadline <= loop.time():
-            return None
-        try:
-            async with asyncio.timeout_at(deadline):
-                return await self.queue.get()
-        except TimeoutError:
-            return None
+        if deadline is None or deadline <= now:
+            return  # nothing to wait for (a passed deadline was handled or no longer applies)
+        timer = self.timer
+        if timer is not None:
+            if timer.when() <= deadline:
+                return
+            timer.cancel()
+        self.timer = asyncio.get_running_loop().call_at(deadline, self._timer_due)
+
+    def _timer_due(self) -> None:
+        self.timer = None
+        self.queue.put(_TICK)
 
     def _cancel_children(self) -> None:
         for child in list(self.children):
@@ -247,7 +265,17 @@ class Call:
         async def read(name: str) -> str | None:
             return await gateway.get_variable(snapshot["id"], name)
 
-        identity = await identity_of(snapshot, self.engine.default_account, read)
+        try:
+            identity = await identity_of(snapshot, self.engine.default_account, read)
+        except (AriError, AriUnavailable) as exc:
+            # Only without channelvars in ari.conf are variables read one by one.
+            logger.warning(
+                "call %s: cannot read the owner of %s (%s): no metaflows on this leg",
+                self.id,
+                snapshot.get("name"),
+                exc,
+            )
+            return None, None
         if identity is None:
             return None, None
         try:
@@ -287,16 +315,29 @@ class Call:
         gateway = self.engine.gateway_or_raise()
         caller, callee = self.legs[CALLER], self.legs[CALLEE]
         callee.state = "Up"
+        step = "answer the caller"
         try:
             if caller.state != "Up":
                 await gateway.answer(caller.channel_id)
                 caller.state = "Up"
+            step = "bridge the call"
             bridge_id = f"mf-{self.id}"
             self.engine.track_bridge(bridge_id, self)
-            self.bridge_id = await gateway.create_bridge(BRIDGE_TYPES, bridge_id)
-            await gateway.add_to_bridge(self.bridge_id, [caller.channel_id, callee.channel_id])
+            self.bridge_id = bridge_id  # set first: a create that timed out is still cleaned up
+            await gateway.create_bridge(BRIDGE_TYPES, bridge_id)
+            await gateway.add_to_bridge(bridge_id, [caller.channel_id, callee.channel_id])
         except Gone:
             return  # a leg left meanwhile; its hangup event ends the call
+        except (AriError, AriUnavailable) as exc:
+            # Asterisk refused or is overloaded: like a Dial() that could not connect, the
+            # callee is hung up and the caller goes on in the dialplan, never left in Stasis.
+            logger.warning("call %s: cannot %s: %s", self.id, step, exc)
+            await self._fail("CONGESTION")
+            if isinstance(exc, AriUnavailable) and self.bridge_id is not None:
+                # A create that timed out here may still complete in Asterisk after the
+                # destroy in _fail: destroy it once more when that can no longer happen.
+                self.engine.destroy_bridge_later(self.bridge_id)
+            return
         self.phase = "connected"
         callee.identity, callee.metaflows = await self._owner_of(snapshot)
         self._build_collectors()
@@ -751,6 +792,7 @@ class Call:
             timeout=timeout,
         )
         self.phase = "parked"
+        self._arm_timer(loop.time())  # set from this flow's task, not the call's
         self.collectors = {}
         await self.recorder.stop(gateway, "stopped: the call was parked")
         assert self.bridge_id is not None

@@ -189,6 +189,21 @@ class CallEngine:
             except (AriError, AriUnavailable) as exc:
                 logger.debug("hangup of %s: %s", channel_id, exc)
 
+    def destroy_bridge_later(self, bridge_id: str) -> None:
+        """Destroy a bridge whose creation timed out, after Asterisk has surely handled it."""
+        gateway = self.gateway
+        if gateway is None:
+            return
+
+        async def destroy() -> None:
+            await asyncio.sleep(2 * gateway.timeouts.request)
+            try:
+                await gateway.destroy_bridge(bridge_id)
+            except (AriError, AriUnavailable) as exc:
+                logger.debug("late destroy of bridge %s: %s", bridge_id, exc)
+
+        self._detached(destroy())
+
     async def _unpark(self, channel: dict[str, Any], slot: str) -> None:
         """``Stasis(metaflows,unpark,<slot>)``: hand the channel to the parked call, or send it
         on with ``METAFLOWS_UNPARK_STATUS=EMPTY`` (the dialplan plays the sound)."""

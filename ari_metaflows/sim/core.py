@@ -163,6 +163,8 @@ class SimulatedAsterisk:
         self.dial_refusals = 0
         # (method, path regex) → seconds every matching request is held before it is served.
         self.stalls: dict[tuple[str, str], float] = {}
+        # (method, path regex) → (status, body) answered instead: a broken Asterisk or proxy.
+        self.garbled: dict[tuple[str, str], tuple[int, str]] = {}
         self._ids = itertools.count(1)
         self._names = itertools.count(1)
         self._changed = asyncio.Event()

@@ -122,6 +122,9 @@ class AriServer:
             for (verb, pattern), seconds in list(self.core.stalls.items()):
                 if verb == request.method and re.fullmatch(pattern, request.path):
                     await asyncio.sleep(seconds)  # a slow Asterisk, for fault tests
+            for (verb, pattern), (status, body) in list(self.core.garbled.items()):
+                if verb == request.method and re.fullmatch(pattern, request.path):
+                    return web.Response(status=status, text=body, content_type="application/json")
             args: dict[str, Any] = {}
             for param in op.params:
                 if param.param_type == "path":
