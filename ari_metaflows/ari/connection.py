@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..backoff import Backoff
 from .gateway import AriGateway, AriTimeouts
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ class AriConnection:
         self._startup_time: str | None = None
 
     async def run_forever(self) -> None:
-        delay = self.backoff.initial
+        delays: Backoff | None = None  # made at the first loss of an outage, from self.backoff
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -71,12 +71,12 @@ class AriConnection:
             except Exception as exc:
                 logger.warning("ARI connection to %s failed: %s", self.url, _describe(exc))
             self.connected.clear()
-            if loop.time() - started > self.backoff.healthy_after:
-                delay = self.backoff.initial
-            jitter = 1 + random.uniform(-self.backoff.jitter, self.backoff.jitter)
-            logger.info("reconnecting to ARI in %.1f s", delay * jitter)
-            await asyncio.sleep(delay * jitter)
-            delay = min(delay * 2, self.backoff.maximum)
+            if delays is None or loop.time() - started > self.backoff.healthy_after:
+                config = self.backoff
+                delays = Backoff(config.initial, config.maximum, config.jitter)
+            delay = delays.next_delay()
+            logger.info("reconnecting to ARI in %.1f s", delay)
+            await asyncio.sleep(delay)
             self.reconnects += 1
 
     async def _session(self) -> None:

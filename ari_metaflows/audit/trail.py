@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..backoff import Backoff
 from ..errors import DatastoreUnavailable
 from .model import MetaflowEvent
 from .store import EventStore
@@ -94,7 +94,7 @@ class AuditTrail:
         self._write_spill()
 
     async def _writer(self) -> None:
-        delay = self.limits.retry_initial
+        backoff = Backoff(self.limits.retry_initial, self.limits.retry_max)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -106,13 +106,13 @@ class AuditTrail:
                     await self.store.insert(batch)
                 except DatastoreUnavailable:
                     self.failed_attempts += 1
+                    delay = backoff.next_delay()
                     logger.warning(
                         "audit trail: database unavailable, %d row(s) wait; retry in %.1f s",
                         len(self._buffer),
                         delay,
                     )
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.limits.retry_max)
+                    await asyncio.sleep(delay)
                     continue
                 except Exception:
                     logger.exception(
@@ -122,7 +122,7 @@ class AuditTrail:
                         await self._one_by_one(batch)
                     except DatastoreUnavailable:
                         continue  # the whole batch again later: inserts are idempotent
-                delay = self.limits.retry_initial
+                backoff.reset()
                 self.stored += len(batch)
                 # Rows dropped from the left while we awaited are not in the buffer any more.
                 for event in batch:

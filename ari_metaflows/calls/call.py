@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import random
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ari.gateway import AriError, AriUnavailable, Gone
 from ..audit import MetaflowEvent
+from ..backoff import Backoff
 from ..errors import DatastoreUnavailable
 from ..metaflows.documents import EffectiveMetaflows, Node
 from ..metaflows.resolver import LegIdentity
@@ -107,7 +107,7 @@ class Call:
     hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)  # see _arm_timer
     metaflow_retry: asyncio.TimerHandle | None = field(default=None, repr=False)
-    metaflow_retries: int = 0
+    metaflow_backoff: Backoff | None = field(default=None, repr=False)  # made when needed
 
     def __post_init__(self) -> None:
         self.recorder = CallRecorder(self.id, self.engine.recordings)
@@ -294,15 +294,15 @@ class Call:
         backoff, so the leg does not stay without features for the rest of the call."""
         if self.metaflow_retry is not None or self.phase == "ended":
             return
-        delay = min(METAFLOW_RETRY[0] * 2**self.metaflow_retries, METAFLOW_RETRY[1])
-        self.metaflow_retries += 1
+        if self.metaflow_backoff is None:
+            self.metaflow_backoff = Backoff(*METAFLOW_RETRY)
 
         def due() -> None:
             self.metaflow_retry = None
             self.submit({"type": "_refresh", "account": account})
 
         self.metaflow_retry = asyncio.get_running_loop().call_later(
-            delay * random.uniform(0.8, 1.2), due
+            self.metaflow_backoff.next_delay(), due
         )
 
     async def _answered(self, snapshot: dict[str, Any]) -> None:

@@ -13,11 +13,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from ..backoff import Backoff
 from ..errors import DatastoreUnavailable
 from .model import Recording
 from .store import RecordingStore
@@ -131,7 +131,7 @@ class RecordingJournal:
             )
 
     async def _writer(self) -> None:
-        delay = self.timeouts.retry_initial
+        backoff = Backoff(self.timeouts.retry_initial, self.timeouts.retry_max)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -141,13 +141,13 @@ class RecordingJournal:
                     await self.store.upsert(Recording.from_journal(entry))
                 except DatastoreUnavailable:
                     self.failed_attempts += 1
+                    delay = backoff.next_delay()
                     logger.warning(
                         "recordings journal: database unavailable, %d row(s) wait; retry in %.1f s",
                         len(self._pending),
                         delay,
                     )
-                    await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                    delay = min(delay * 2, self.timeouts.retry_max)
+                    await asyncio.sleep(delay)
                     continue
                 except Exception:
                     # A row the database refuses for good: set it aside instead of retrying
@@ -161,7 +161,7 @@ class RecordingJournal:
                         rejected.write(json.dumps(entry) + "\n")
                     self._pending.pop(recording_id, None)
                     continue
-                delay = self.timeouts.retry_initial
+                backoff.reset()
                 self.writes += 1
                 if self._pending.get(recording_id) is entry:
                     del self._pending[recording_id]
