@@ -43,6 +43,7 @@ from ari_metaflows.db.embedded import start_embedded_postgres
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.metrics import DISPATCH_BUCKETS, Histogram
+from ari_metaflows.testing.eventually import eventually
 
 from .asterisk import ACCOUNT, PASSWORD, USERNAME
 
@@ -136,11 +137,7 @@ def pin(cpu: int) -> None:
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.perf_counter() + timeout
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
+    await eventually(predicate, timeout=timeout, interval=0.002, what=what)
 
 
 class Bench:
