@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.calls.parking import dial_string_of, parse_slot_range
-from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim.core import DialPhone, StasisApp
 from ari_metaflows.testing.scenario import SimDriver
@@ -20,19 +17,12 @@ from .helpers.engine_service import (
     ADMIN,
     FAST,
     Service,
-    api_client,
     connected_call,
     requests_to,
     sim_only,
     the_call,
     wait_until,
 )
-
-
-@pytest.fixture
-async def api(service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    async with api_client(service, tokens, db) as client:
-        yield client
 
 
 async def doc(service: Service, **numbers: Any) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,6 @@ from aiohttp.test_utils import TestClient
 
 from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.calls.identity import endpoint_name, identity_of
-from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.resolver import LegIdentity
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.testing.scenario import SimDriver
@@ -21,7 +19,6 @@ from .helpers.engine_service import (
     ADMIN_TOKEN,
     FAST,
     Service,
-    api_client,
     connected_call,
 )
 
@@ -85,12 +82,6 @@ async def test_websocket_credentials_travel_in_a_header(sim_service: Service) ->
     assert driver.sim.server.websocket_auth == ["header"]
     queries = [q for _, _, q in driver.sim.core.requests]
     assert all("api_key" not in q for q in queries)
-
-
-@pytest.fixture
-async def api(sim_service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    async with api_client(sim_service, tokens, db) as client:
-        yield client
 
 
 async def test_channels_api_lists_and_acts_on_live_legs(

@@ -7,13 +7,11 @@ written and what is left in Asterisk (no orphan channel, bridge, playback or rec
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.recordings import JournalTimeouts, Recording, RecordingJournal, RecordingStore
@@ -24,7 +22,6 @@ from .helpers.engine_service import (
     ADMIN,
     FAST,
     Service,
-    api_client,
     connected_call,
     requests_to,
     sim_only,
@@ -35,12 +32,6 @@ from .helpers.engine_service import (
 from .helpers.tcp_proxy import TcpProxy
 
 TARGET = "1234"
-
-
-@pytest.fixture
-async def api(service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    async with api_client(service, tokens, db) as client:
-        yield client
 
 
 def sim_core(service: Service) -> Any:
