@@ -284,7 +284,7 @@ class Bench:
         cpu_used = time.process_time() - cpu
         gc_after, runs_after = self.gc_clock.snapshot()
         await request
-        rate = expected / elapsed
+        rate: float = expected / elapsed
         self.results.put(f"pipeline DTMF events/s ({label})", rate)
         self.results.put(f"pipeline CPU ms per 1,000 events ({label})", cpu_used / expected * 1e6)
         gc_seconds = [a - b for a, b in zip(gc_after, gc_before, strict=True)]

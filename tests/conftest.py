@@ -27,7 +27,8 @@ from ari_metaflows.db.migrate import apply_migrations
 from ari_metaflows.metaflows.store import MetaflowStore
 from ari_metaflows.testing.scenario import Driver, SimDriver, driver_from_environment
 
-from .helpers.engine_service import ADMIN_TOKEN, Service, api_client, running_service
+from .helpers.engine_service import ADMIN_TOKEN as ADMIN_TOKEN  # re-exported for the tests
+from .helpers.engine_service import Service, api_client, running_service
 
 TEMPLATE_DB = "metaflows_template"
 

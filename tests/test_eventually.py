@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Iterator
 
 import pytest
 
@@ -46,7 +47,9 @@ async def test_assertions_are_retried_and_the_last_one_is_shown() -> None:
 
 
 async def test_listed_exceptions_are_retried() -> None:
-    answers = iter([ConnectionError("refused"), ConnectionError("refused"), 200])
+    answers: Iterator[int | Exception] = iter(
+        [ConnectionError("refused"), ConnectionError("refused"), 200]
+    )
 
     def probe() -> int:
         answer = next(answers)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -87,6 +88,7 @@ async def test_calls_and_the_api_through_a_database_outage(
             await alice.press("*9", FAST)
             await bob.wait_hears("playback", "sound:beep")
             carol, dave = await connected_call(service, "carol", "dave", "u-carol")
+            body: dict[str, Any] | None
             for method, path, body in [
                 ("POST", url, {"data": {"numbers": {}}}),
                 ("GET", url, None),

@@ -129,7 +129,7 @@ async def test_channels_api_errors(
     legs = (await (await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)).json())["data"]
     leg_id = legs[0]["id"]
     url = f"/v2/accounts/{ACCOUNT}/channels/{leg_id}"
-    cases = [
+    cases: list[tuple[str, str, Any, int]] = [
         ("GET", f"/v2/accounts/{ACCOUNT}/channels/unknown", None, 404),
         ("GET", f"/v2/accounts/other/channels/{leg_id}", None, 404),  # foreign: not found
         ("POST", url, {"data": {}}, 400),

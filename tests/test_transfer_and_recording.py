@@ -76,7 +76,8 @@ async def test_seed_example_star_2_1234_blind_transfers_the_other_party(
     await carol.answer()
     await bob.wait_hears("party", TARGET)
     await carol.wait_hears("party", "bob")
-    (cont,) = requests_to(service, "/continue") or [None]
+    continues: list[dict[str, str] | None] = [*requests_to(service, "/continue")]
+    (cont,) = continues or [None]
     if cont is not None:
         assert cont == {
             "context": service.driver.transfer_context,
@@ -249,6 +250,7 @@ async def test_channels_api_transfers_and_records(service: Service, api: Any) ->
     assert response.status == 202
     await wait_until(lambda: call.recorder.current is not None)
     listed = await (await api.get(url, headers=ADMIN)).json()
+    assert call.recorder.current is not None  # for mypy: the wait above saw it
     assert listed["data"]["recording"] == call.recorder.current.id
 
     body = {"data": {"action": "transfer", "target": TARGET, "transfer_type": "attended"}}

@@ -67,7 +67,7 @@ class Service:
 
 
 async def start_service(
-    driver: Driver, database_url: str, db: Database, journal_path: Path | None = None
+    driver: Driver, database_url: str, db: Database, journal_path: Path
 ) -> Service:
     store = MetaflowStore(db)
     resolver = MetaflowResolver(store, listen_url=database_url)
