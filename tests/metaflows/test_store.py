@@ -17,7 +17,7 @@ from ari_metaflows.metaflows.resolver import LegIdentity, ListenerBackoff, Metaf
 from ari_metaflows.metaflows.store import MetaflowStore, Owner, normalise_revision
 from ari_metaflows.testing.eventually import eventually
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 ACCOUNT = Owner.account("acc1")
 USER = Owner.user("acc1", "alice")

@@ -18,7 +18,7 @@ import pytest
 from ari_metaflows.cli import main
 from ari_metaflows.testing.eventually import eventually
 
-from .conftest import ADMIN_TOKEN, PROJECT_ROOT
+from ..conftest import ADMIN_TOKEN, PROJECT_ROOT
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.scenario import Driver, SimDriver
 from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
-from .helpers.engine_service import (
+from ..helpers.engine_service import (
     ACCOUNT,
     FAST,
     Service,

@@ -14,7 +14,7 @@ from ari_metaflows.sim.core import wav_of_silence
 from ari_metaflows.sim.model import StoredRecording
 from ari_metaflows.testing.scenario import SimDriver
 
-from .helpers.engine_service import ADMIN, Service
+from ..helpers.engine_service import ADMIN, Service
 
 # The API these tests call runs on the simulator (its stored recordings are set up directly).
 pytestmark = pytest.mark.usefixtures("sim_service")
