@@ -43,6 +43,7 @@ from ari_metaflows.db.embedded import start_embedded_postgres
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.metrics import DISPATCH_BUCKETS, Histogram
+from ari_metaflows.testing.eventually import eventually
 
 from .asterisk import ACCOUNT, PASSWORD, USERNAME
 
@@ -136,11 +137,7 @@ def pin(cpu: int) -> None:
 
 
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.perf_counter() + timeout
-    while not predicate():
-        if time.perf_counter() > deadline:
-            raise TimeoutError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.002)
+    await eventually(predicate, timeout=timeout, interval=0.002, what=what)
 
 
 class Bench:
@@ -287,7 +284,7 @@ class Bench:
         cpu_used = time.process_time() - cpu
         gc_after, runs_after = self.gc_clock.snapshot()
         await request
-        rate = expected / elapsed
+        rate: float = expected / elapsed
         self.results.put(f"pipeline DTMF events/s ({label})", rate)
         self.results.put(f"pipeline CPU ms per 1,000 events ({label})", cpu_used / expected * 1e6)
         gc_seconds = [a - b for a, b in zip(gc_after, gc_before, strict=True)]

@@ -27,7 +27,8 @@ from ari_metaflows.db.migrate import apply_migrations
 from ari_metaflows.metaflows.store import MetaflowStore
 from ari_metaflows.testing.scenario import Driver, SimDriver, driver_from_environment
 
-from .helpers.engine_service import ADMIN_TOKEN, Service, running_service
+from .helpers.engine_service import ADMIN_TOKEN as ADMIN_TOKEN  # re-exported for the tests
+from .helpers.engine_service import Service, api_client, running_service
 
 TEMPLATE_DB = "metaflows_template"
 
@@ -130,9 +131,27 @@ def api_context(db: Database, store: MetaflowStore, tokens: TokenStore) -> ApiCo
 
 @pytest.fixture
 async def client(api_context: ApiContext) -> AsyncIterator[TestClient[Any, Any]]:
-    """A real HTTP server on a loopback port, and a client session for it."""
+    """A real HTTP server on a loopback port, and a client session for it (no call side)."""
     server = TestServer(create_app(api_context), host="127.0.0.1")
     async with TestClient(server) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def api_service(request: pytest.FixtureRequest) -> Service:
+    """The running service ``api`` serves: ``sim_service`` when the test (or its module, with
+    ``pytest.mark.usefixtures("sim_service")``) uses it, otherwise ``service``."""
+    name = "sim_service" if "sim_service" in request.fixturenames else "service"
+    running: Service = request.getfixturevalue(name)
+    return running
+
+
+@pytest.fixture
+async def api(
+    api_service: Service, db: Database, tokens: TokenStore
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """The REST API on a loopback port, wired to the running service's engine and recordings."""
+    async with api_client(api_service, tokens, db) as test_client:
         yield test_client
 
 

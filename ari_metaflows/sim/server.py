@@ -119,12 +119,12 @@ class AriServer:
         async def handle(request: web.Request) -> web.StreamResponse:
             query = {k: v for k, v in request.query.items() if k != "api_key"}
             self.core.requests.append((request.method, request.path, query))
-            for (verb, pattern), seconds in list(self.core.stalls.items()):
-                if verb == request.method and re.fullmatch(pattern, request.path):
-                    await asyncio.sleep(seconds)  # a slow Asterisk, for fault tests
-            for (verb, pattern), (status, body) in list(self.core.garbled.items()):
-                if verb == request.method and re.fullmatch(pattern, request.path):
-                    return web.Response(status=status, text=body, content_type="application/json")
+            for seconds in self.core.stalls_for(request.method, request.path):
+                await asyncio.sleep(seconds)  # a slow Asterisk, for fault tests
+            garbled = self.core.garbled_for(request.method, request.path)
+            if garbled is not None:
+                status, body = garbled
+                return web.Response(status=status, text=body, content_type="application/json")
             args: dict[str, Any] = {}
             for param in op.params:
                 if param.param_type == "path":

@@ -34,11 +34,13 @@ import aiohttp
 from ..sim import KeyTiming, SimPhone, SimulatedAsteriskServer, StasisApp
 from ..sim.core import DialPhone
 from ..sim.phones import Hearing
+from .eventually import eventually
 
 logger = logging.getLogger(__name__)
 
 APP = "metaflows"
 DRIVER_APP = "metaflows-test-driver"
+POLL = 0.02  # seconds between looks at state that has no event (a real Asterisk is asked)
 
 
 @dataclass
@@ -85,26 +87,26 @@ class TestPhone(abc.ABC):
 
     async def wait_hears(self, kind: str, detail: str | None = None, timeout: float = 5.0) -> None:
         """Wait until the person hears ``kind`` (and ``detail``); a no-op where unobservable."""
-        last: Hearing | None = None
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            last = await self.hears()
-            if last is None:
-                return
-            if last.kind == kind and (detail is None or last.detail == detail):
-                return
-            if loop.time() > deadline:
-                raise AssertionError(f"{self.name} hears {last}, expected {kind}:{detail or '*'}")
-            await asyncio.sleep(0.02)
+
+        def heard(last: Hearing | None) -> bool:
+            return last is None or (last.kind == kind and (detail is None or last.detail == detail))
+
+        await eventually(
+            self.hears,
+            heard,
+            timeout=timeout,
+            interval=POLL,
+            what=f"{self.name} hearing {kind}:{detail or '*'}",
+        )
 
     async def wait_idle(self, timeout: float = 5.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while await self.in_call():
-            if loop.time() > deadline:
-                raise AssertionError(f"{self.name} is still in a call")
-            await asyncio.sleep(0.02)
+        await eventually(
+            self.in_call,
+            lambda busy: not busy,
+            timeout=timeout,
+            interval=POLL,
+            what=f"{self.name} out of calls",
+        )
 
 
 class Driver(abc.ABC):
@@ -142,12 +144,12 @@ class Driver(abc.ABC):
         """End every call this driver placed or answered (before the app under test stops)."""
 
     async def wait_app_connected(self, timeout: float = 10.0) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not await self.app_connected():
-            if loop.time() > deadline:
-                raise AssertionError(f"the {self.app} application never connected")
-            await asyncio.sleep(0.02)
+        await eventually(
+            self.app_connected,
+            timeout=timeout,
+            interval=POLL,
+            what=f"the {self.app} application connected",
+        )
 
 
 # -- the simulator --------------------------------------------------------------------------
@@ -237,12 +239,7 @@ class _RealPhone(TestPhone):
     dtmf: list[str] = field(default_factory=list)
 
     async def _wait(self, predicate: Callable[[], bool], timeout: float) -> None:
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while not predicate():
-            if loop.time() > deadline:
-                raise AssertionError(f"{self.name}: timed out")
-            await asyncio.sleep(0.02)
+        await eventually(predicate, timeout=timeout, interval=POLL, what=self.name)
 
     async def answer(self, timeout: float = 5.0) -> None:
         await self._wait(lambda: bool(self.ringing), timeout)

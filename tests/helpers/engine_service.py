@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,7 @@ from ari_metaflows.metaflows.store import MetaflowStore, Owner
 from ari_metaflows.metrics import Metrics
 from ari_metaflows.recordings import JournalTimeouts, RecordingJournal, RecordingStore
 from ari_metaflows.sim import KeyTiming
+from ari_metaflows.testing.eventually import eventually
 from ari_metaflows.testing.scenario import Driver, SimDriver
 from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
@@ -57,19 +58,16 @@ class Service:
         return list(self.engine.history)
 
     async def wait_matches(self, count: int, timeout: float = 5.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(timeout):
-            while len(self.engine.history) < count:
-                await asyncio.sleep(0.01)
-        return self.matches()
+        return await eventually(
+            self.matches, lambda matches: len(matches) >= count, timeout=timeout
+        )
 
     async def wait_no_calls(self, timeout: float = 5.0) -> None:
-        async with asyncio.timeout(timeout):
-            while self.engine.calls:
-                await asyncio.sleep(0.01)
+        await eventually(lambda: list(self.engine.calls), lambda calls: not calls, timeout=timeout)
 
 
 async def start_service(
-    driver: Driver, database_url: str, db: Database, journal_path: Path | None = None
+    driver: Driver, database_url: str, db: Database, journal_path: Path
 ) -> Service:
     store = MetaflowStore(db)
     resolver = MetaflowResolver(store, listen_url=database_url)
@@ -135,19 +133,19 @@ async def connected_call(
     await bob.answer()
     await alice.wait_hears("party", callee)
     await bob.wait_hears("party", caller)
-    async with asyncio.timeout(5):
-        while not any(c.phase == "connected" for c in service.engine.calls.values()):
-            await asyncio.sleep(0.01)
+    await eventually(
+        lambda: [c.phase for c in service.engine.calls.values()],
+        lambda phases: "connected" in phases,
+        what="a connected call",
+    )
     return alice, bob
 
 
 FAST = KeyTiming(duration_ms=60, gap_ms=40)
 
 
-async def wait_until(predicate: Callable[[], object], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
+# The name these tests have long used for ``eventually(predicate)``; new tests call eventually().
+wait_until = eventually
 
 
 def the_call(service: Service) -> Any:
@@ -174,14 +172,16 @@ async def running_service(
         # End the test's calls while the app still runs: a real Asterisk keeps the websocket
         # session of an app that leaves calls behind (docs/asterisk-facts.md).
         await driver.hang_up_all()
-        with contextlib.suppress(TimeoutError):
+        with contextlib.suppress(AssertionError):  # calls left over: stop_service ends them
             await running.wait_no_calls(timeout=3)
     finally:
         await stop_service(running)
 
 
 @contextlib.asynccontextmanager
-async def api_client(service: Service, tokens: TokenStore, db: Database) -> AsyncIterator[Any]:
+async def api_client(
+    service: Service, tokens: TokenStore, db: Database
+) -> AsyncIterator[TestClient[Any, Any]]:
     """The REST API on loopback, wired to the running service's engine and recordings."""
     context = ApiContext(
         store=service.store,

@@ -15,8 +15,9 @@ from ari_metaflows.errors import DatastoreUnavailable, RevisionConflict
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.resolver import LegIdentity, ListenerBackoff, MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner, normalise_revision
+from ari_metaflows.testing.eventually import eventually
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 ACCOUNT = Owner.account("acc1")
 USER = Owner.user("acc1", "alice")
@@ -199,11 +200,9 @@ async def test_write_seen_by_a_second_process(store: MetaflowStore, database_url
         assert cached["loads"] == first["loads"], "the second resolve must come from cache"
 
         await store.put(USER, numbers(("7", "break")))
-        for _ in range(100):
-            answer = await ask()
-            if answer["numbers"] != first["numbers"]:
-                break
-            await asyncio.sleep(0.05)
+        answer = await eventually(
+            ask, lambda answer: answer["numbers"] != first["numbers"], interval=0.05
+        )
         assert answer["numbers"] == {"1": "hangup", "7": "break"}
         assert answer["loads"] == first["loads"] + 1
     finally:
@@ -232,18 +231,16 @@ async def test_listener_reconnects_and_clears_the_cache(
             )
         finally:
             await admin.close()
-        for _ in range(200):
-            if seen.count(None) >= 2 and resolver.listening.is_set():
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: seen.count(None) >= 2 and resolver.listening.is_set(),
+            interval=0.02,
+            what="listening again with the cache cleared",
+        )
         assert seen.count(None) >= 2, "the cache must be cleared after reconnecting"
         # Notifications flow again on the new connection. The write goes through another store
         # object (as another instance would), so only NOTIFY can tell this resolver about it.
         await MetaflowStore(store.db).put(ACCOUNT, numbers(("1", "hangup")))
-        for _ in range(100):
-            if "acc1" in seen:
-                break
-            await asyncio.sleep(0.02)
+        await eventually(lambda: "acc1" in seen, interval=0.02, what="the NOTIFY for acc1")
         assert seen.count("acc1") == 1
     finally:
         await resolver.stop()

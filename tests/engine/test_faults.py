@@ -1,12 +1,14 @@
 """Faults on the simulator (SPEC §8, issue 8): a stalled call, a database outage during calls
 and API writes, a burst of new legs against a small pool. Websocket loss, Asterisk restarts and
-service restarts are in test_engine_scenarios.py; SIGTERM of the real process in test_cli.py.
+service restarts are in test_engine_scenarios.py; SIGTERM of the real process in
+service/test_cli.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,7 +21,7 @@ from ari_metaflows.metaflows.resolver import LegIdentity, MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
 from ari_metaflows.testing.scenario import Driver
 
-from .helpers.engine_service import (
+from ..helpers.engine_service import (
     ACCOUNT,
     ADMIN,
     FAST,
@@ -31,7 +33,7 @@ from .helpers.engine_service import (
     stop_service,
     wait_until,
 )
-from .helpers.tcp_proxy import TcpProxy
+from ..helpers.tcp_proxy import TcpProxy
 
 BEEP = {"9": {"module": "play", "data": {"id": "beep"}}}
 
@@ -87,6 +89,7 @@ async def test_calls_and_the_api_through_a_database_outage(
             await alice.press("*9", FAST)
             await bob.wait_hears("playback", "sound:beep")
             carol, dave = await connected_call(service, "carol", "dave", "u-carol")
+            body: dict[str, Any] | None
             for method, path, body in [
                 ("POST", url, {"data": {"numbers": {}}}),
                 ("GET", url, None),

@@ -9,6 +9,9 @@ import pytest
 
 from ari_metaflows.ari.gateway import AriError, AriGateway, AriTimeouts
 from ari_metaflows.sim import SimulatedAsteriskServer
+from ari_metaflows.testing.scenario import SimDriver
+
+from ..helpers.engine_service import Service
 
 
 @pytest.fixture
@@ -65,3 +68,11 @@ async def test_an_answer_that_is_not_json_is_a_clear_error(
     assert "bridges.list" in str(raised.value)
     sim.core.garbled.clear()
     assert await gateway.bridges() == []  # the gateway is still usable
+
+
+async def test_websocket_credentials_travel_in_a_header(sim_service: Service) -> None:
+    driver = sim_service.driver
+    assert isinstance(driver, SimDriver)
+    assert driver.sim.server.websocket_auth == ["header"]
+    queries = [q for _, _, q in driver.sim.core.requests]
+    assert all("api_key" not in q for q in queries)

@@ -16,8 +16,9 @@ import aiohttp
 import pytest
 
 from ari_metaflows.cli import main
+from ari_metaflows.testing.eventually import eventually
 
-from .conftest import ADMIN_TOKEN, PROJECT_ROOT
+from ..conftest import ADMIN_TOKEN, PROJECT_ROOT
 
 
 def free_port() -> int:
@@ -116,17 +117,22 @@ class Server:
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.PIPE,
         )
+        process = self.process
+
+        async def health(session: aiohttp.ClientSession) -> int:
+            assert process.returncode is None, "serve exited early"
+            async with session.get(self.base + "/healthz") as response:
+                return response.status
+
         async with aiohttp.ClientSession() as session:
-            for _ in range(300):
-                try:
-                    async with session.get(self.base + "/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                assert self.process.returncode is None, "serve exited early"
-                await asyncio.sleep(0.05)
-        raise AssertionError("serve did not become ready")
+            await eventually(
+                lambda: health(session),
+                lambda status: status == 200,
+                timeout=20,
+                interval=0.05,
+                retry_on=(aiohttp.ClientConnectionError,),
+                what="serve's /healthz",
+            )
 
     async def stop(self) -> str:
         assert self.process is not None
@@ -136,10 +142,13 @@ class Server:
         return err.decode()
 
     async def wait_ready(self) -> None:
-        for _ in range(200):
-            if (await self.request("GET", "/readyz"))["status"] == "success":
-                return
-            await asyncio.sleep(0.05)
+        await eventually(
+            lambda: self.request("GET", "/readyz"),
+            lambda body: body["status"] == "success",
+            timeout=10,
+            interval=0.05,
+            what="serve's /readyz",
+        )
 
     async def request(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
         async with (
@@ -211,13 +220,19 @@ async def test_simulate_serves_ari_and_phone_control(tmp_path: Path) -> None:
     auth = {"Authorization": aiohttp.encode_basic_auth("asterisk", "secret")}
     try:
         async with aiohttp.ClientSession(headers=auth) as session:
-            for _ in range(200):
-                try:
-                    async with session.get(base + "/ari/asterisk/info") as response:
-                        if response.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
+
+            async def info_status() -> int:
+                async with session.get(base + "/ari/asterisk/info") as response:
+                    return response.status
+
+            await eventually(
+                info_status,
+                lambda status: status == 200,
+                timeout=10,
+                interval=0.05,
+                retry_on=(aiohttp.ClientConnectionError,),
+                what="the simulator's /ari/asterisk/info",
+            )
             async with session.get(base + "/sim/phones", headers={}) as response:
                 assert response.status in (200, 401)
             async with session.post(base + "/sim/phones/alice/call", params={"to": "bob"}) as r:
@@ -320,11 +335,12 @@ async def test_sigterm_leaves_calls_up_and_the_next_start_adopts_them(database_u
 
         await server.start()
         try:
-            for _ in range(200):
-                legs = await server.request("GET", "/v2/accounts/acc1/channels")
-                if legs["status"] == "success" and legs["data"]:
-                    break
-                await asyncio.sleep(0.05)
+            legs = await eventually(
+                lambda: server.request("GET", "/v2/accounts/acc1/channels"),
+                lambda legs: legs["status"] == "success" and legs["data"],
+                timeout=10,
+                interval=0.05,
+            )
             assert [leg["role"] for leg in legs["data"]] == ["caller"]
             await alice.press("*9")
             await bob.wait_hears("playback", "sound:beep")

@@ -8,7 +8,7 @@ import pytest
 
 from ari_metaflows.testing.scenario import Driver, Owner, driver_from_environment
 
-from .helpers.mini_dial_app import MiniDialApp
+from ..helpers.mini_dial_app import MiniDialApp
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import pytest
 from ari_metaflows.sim import SimulatedAsteriskServer, StasisApp
 from ari_metaflows.sim.operations import EVENT_MODELS, OPERATIONS, api_declaration
 
-from .conftest import PROJECT_ROOT
-from .helpers.raw_ari import RawAri
+from ..conftest import PROJECT_ROOT
+from ..helpers.raw_ari import RawAri
 
 SHARED = PROJECT_ROOT.parent / "shared"
 DOCS = SHARED / "ari-api-docs"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 from ari_metaflows.ari.connection import ReconnectBackoff
 from ari_metaflows.db.database import Database
@@ -16,7 +17,7 @@ from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.scenario import Driver, SimDriver
 from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
-from .helpers.engine_service import (
+from ..helpers.engine_service import (
     ACCOUNT,
     FAST,
     Service,
@@ -289,7 +290,7 @@ async def test_bad_events_and_digit_storms_break_nothing(service: Service) -> No
         Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
     )
     alice, bob = await connected_call(service)
-    for junk in [
+    junks: list[dict[str, Any]] = [
         {},
         {"type": 5},
         {"type": "StasisStart"},
@@ -299,7 +300,8 @@ async def test_bad_events_and_digit_storms_break_nothing(service: Service) -> No
         {"type": "Dial", "peer": [1, 2]},
         {"type": "SomethingNew", "channel": {"id": "x"}},
         {"type": "PlaybackFinished", "playback": {"target_uri": 7}},
-    ]:
+    ]
+    for junk in junks:
         service.engine.route(junk)
     call = next(iter(service.engine.calls.values()))
     caller_id = call.legs["caller"].channel_id

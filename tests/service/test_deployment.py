@@ -16,7 +16,7 @@ import yaml
 
 from ari_metaflows.calls.identity import OWNER_VARS
 
-from .conftest import PROJECT_ROOT
+from ..conftest import PROJECT_ROOT
 
 CONF = PROJECT_ROOT / "asterisk-conf"
 

@@ -13,8 +13,8 @@ from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import MetaflowStore
 
-from .conftest import ADMIN_TOKEN
-from .test_documents import SEED_ANSWER
+from ..conftest import ADMIN_TOKEN
+from ..metaflows.test_documents import SEED_ANSWER
 
 Client = TestClient[Any, Any]
 

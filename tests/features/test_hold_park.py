@@ -1,38 +1,28 @@
-"""hold/resume, audio_level, callflow, park/unpark, and trees with children (SPEC §6; issue 6)."""
+"""hold/resume and park/unpark, end to end (SPEC §6; issue 6)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.calls.parking import dial_string_of, parse_slot_range
-from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim.core import DialPhone, StasisApp
 from ari_metaflows.testing.scenario import SimDriver
 
-from .helpers.engine_service import (
+from ..helpers.engine_service import (
     ACCOUNT,
     ADMIN,
     FAST,
     Service,
-    api_client,
     connected_call,
     requests_to,
     sim_only,
     the_call,
     wait_until,
 )
-
-
-@pytest.fixture
-async def api(service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    async with api_client(service, tokens, db) as client:
-        yield client
 
 
 async def doc(service: Service, **numbers: Any) -> None:
@@ -95,64 +85,6 @@ async def test_either_party_hanging_up_while_held(service: Service, who_leaves: 
     driver = service.driver
     if isinstance(driver, SimDriver):
         await driver.sim.core.wait_for(lambda: not driver.sim.core.bridges)
-
-
-# -- audio_level --------------------------------------------------------------------------
-
-
-async def test_audio_level_mutes_and_restores(service: Service) -> None:
-    await doc(
-        service,
-        **{
-            "3": {"module": "audio_level", "data": {"action": "start", "level": -4}},
-            "4": {"module": "audio_level", "data": {"action": "stop"}},
-            "2": {
-                "module": "audio_level",
-                "data": {"level": 2, "mode": "read", "leg": "peer"},
-            },
-        },
-    )
-    alice, bob = await connected_call(service)
-    driver = service.driver
-    simulated = isinstance(driver, SimDriver)  # a real Asterisk does not show mutes to us
-    await alice.press("*3", FAST)
-    await service.wait_matches(1)
-    if simulated:
-        await alice.wait_hears("silence")  # what alice hears is muted
-        await bob.wait_hears("party", "alice")  # bob still hears alice
-    await alice.press("*4", FAST)
-    await service.wait_matches(2)
-    await alice.wait_hears("party", "bob")
-    await alice.press("*2", FAST)
-    await service.wait_matches(3)
-    if isinstance(driver, SimDriver):
-        await wait_until(lambda: len(requests_to(service, "/variable")) >= 2)
-        mutes = requests_to(service, "/mute")
-        assert mutes[0] == {"direction": "out"}
-        volumes = [q for q in requests_to(service, "/variable") if q["variable"].startswith("VOL")]
-        assert volumes[0] == {"variable": "VOLUME(TX)", "value": "0"}
-        assert volumes[-1] == {"variable": "VOLUME(RX)", "value": "3"}
-        bob_channel = the_call(service).legs["callee"].channel_id
-        assert driver.sim.core.channels[bob_channel].variables["VOLUME(RX)"] == "3"
-
-
-# -- callflow --------------------------------------------------------------------------
-
-
-async def test_callflow_sends_the_other_party_to_the_captured_extension(service: Service) -> None:
-    await doc(service)
-    alice, bob = await connected_call(service)
-    carol = service.driver.add_phone("1234")
-    await alice.press("*81234", FAST)
-    await alice.wait_idle()
-    await carol.answer()
-    await bob.wait_hears("party", "1234")
-    for q in requests_to(service, "/continue"):
-        assert q == {
-            "context": service.driver.transfer_context,
-            "extension": "1234",
-            "priority": "1",
-        }
 
 
 # -- park / unpark --------------------------------------------------------------------------
@@ -258,7 +190,7 @@ def test_slot_ranges_and_dial_strings() -> None:
     assert dial_string_of("Local/12@ctx-0000001b;2") == "Local/12@ctx"
 
 
-# -- the channels API and trees -------------------------------------------------------------------
+# -- through the channels API ----------------------------------------------------------------------
 
 
 async def test_channels_api_runs_hold_and_resume(service: Service, api: Any) -> None:
@@ -277,28 +209,3 @@ async def test_channels_api_runs_hold_and_resume(service: Service, api: Any) -> 
     assert bad.status == 400
     body = await bad.json()
     assert "data.level" in body["data"]
-
-
-async def test_children_run_in_order_play_then_record(service: Service) -> None:
-    await doc(
-        service,
-        **{
-            "9": {
-                "module": "play",
-                "data": {"id": "beep", "leg": "both"},
-                "children": {"_": {"module": "record_call", "data": {"action": "start"}}},
-            }
-        },
-    )
-    alice, _bob = await connected_call(service)
-    await alice.press("*9", FAST)
-    call = the_call(service)
-    await wait_until(lambda: call.recorder.current is not None)
-    driver = service.driver
-    if isinstance(driver, SimDriver):
-        order = [
-            path.rsplit("/", 1)[-1]
-            for _, path, _ in driver.sim.core.requests
-            if path.endswith(("/play", "/record"))
-        ]
-        assert order == ["play", "record"]

@@ -15,7 +15,7 @@ from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 
-from .helpers.engine_service import ACCOUNT, ADMIN_TOKEN, Service, api_client, connected_call
+from ..helpers.engine_service import ACCOUNT, ADMIN_TOKEN, Service, api_client, connected_call
 
 CHECKS = ",".join(
     [

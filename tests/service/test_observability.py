@@ -19,7 +19,7 @@ from ari_metaflows.db.database import Database, DatabaseTimeouts
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.metrics import Metrics
 
-from .helpers.engine_service import (
+from ..helpers.engine_service import (
     ACCOUNT,
     ADMIN,
     FAST,
@@ -28,7 +28,7 @@ from .helpers.engine_service import (
     connected_call,
     wait_until,
 )
-from .helpers.tcp_proxy import TcpProxy
+from ..helpers.tcp_proxy import TcpProxy
 
 
 def _samples(text: str) -> dict[str, float]:

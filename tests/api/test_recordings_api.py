@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,15 +14,12 @@ from ari_metaflows.sim.core import wav_of_silence
 from ari_metaflows.sim.model import StoredRecording
 from ari_metaflows.testing.scenario import SimDriver
 
-from .helpers.engine_service import ADMIN, Service, api_client
+from ..helpers.engine_service import ADMIN, Service
+
+# The API these tests call runs on the simulator (its stored recordings are set up directly).
+pytestmark = pytest.mark.usefixtures("sim_service")
 
 BASE = "/v2/accounts/acc1/recordings"
-
-
-@pytest.fixture
-async def api(sim_service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    async with api_client(sim_service, tokens, db) as client:
-        yield client
 
 
 def core(service: Service) -> Any:

@@ -16,13 +16,15 @@ def collector(listen_on: str = "self", **document: Any) -> Collector:
     return new_collector(metaflows, "caller", frozenset({"callee"}))
 
 
-SEED = {
+SEED: dict[str, Any] = {
     "numbers": {"9": {"module": "record_call", "data": {"action": "start"}}},
     "patterns": {"2(\\d+)": {"module": "transfer"}},
 }
 
 
-def press(c: Collector, digits: str, leg: str = "caller", start: float = 0.0, gap: float = 0.1):
+def press(
+    c: Collector, digits: str, leg: str = "caller", start: float = 0.0, gap: float = 0.1
+) -> tuple[Match | NoMatch | None, float]:
     """Press digits 100 ms apart; return the first outcome and the time it came."""
     now = start
     for digit in digits:

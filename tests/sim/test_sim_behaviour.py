@@ -20,7 +20,7 @@ from ari_metaflows.sim import (
     StasisApp,
 )
 
-from .helpers.raw_ari import RawAri
+from ..helpers.raw_ari import RawAri
 
 
 @pytest.fixture

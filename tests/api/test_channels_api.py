@@ -1,96 +1,27 @@
-"""Leg identity (SPEC §3), the ARI gateway's manners, and the live channels API (SPEC §7)."""
+"""The live channels API: list legs, act on them, and its errors (SPEC §7)."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 from ari_metaflows.auth.tokens import TokenStore
-from ari_metaflows.calls.identity import endpoint_name, identity_of
-from ari_metaflows.db.database import Database
-from ari_metaflows.metaflows.resolver import LegIdentity
 from ari_metaflows.metaflows.store import Owner
-from ari_metaflows.testing.scenario import SimDriver
 
-from .helpers.engine_service import (
+from ..helpers.engine_service import (
     ACCOUNT,
     ADMIN_TOKEN,
     FAST,
     Service,
-    api_client,
     connected_call,
 )
 
 ADMIN = {"X-Auth-Token": ADMIN_TOKEN}
 
 
-async def no_variables(name: str) -> str | None:
-    raise AssertionError("channelvars were in the snapshot: no request needed")
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("PJSIP/alice-0000001a", "alice"),
-        ("PJSIP/sip-trunk.1-000000ff", "sip-trunk.1"),
-        ("Local/1234@default-00000002;1", "1234"),
-        ("Snoop/1234-00000000", None),
-        ("garbage", None),
-    ],
-)
-def test_endpoint_name(name: str, expected: str | None) -> None:
-    assert endpoint_name(name) == expected
-
-
-async def test_identity_from_channelvars_with_endpoint_as_device() -> None:
-    snapshot = {
-        "name": "PJSIP/alice-0000001a",
-        "channelvars": {
-            "METAFLOWS_ACCOUNT_ID": "acc1",
-            "METAFLOWS_USER_ID": "u1",
-            "METAFLOWS_DEVICE_ID": "",
-        },
-    }
-    assert await identity_of(snapshot, None, no_variables) == LegIdentity("acc1", "u1", "alice")
-
-
-async def test_identity_default_account_and_none_without_one() -> None:
-    snapshot = {"name": "PJSIP/bob-00000001", "channelvars": {"METAFLOWS_ACCOUNT_ID": ""}}
-    assert await identity_of(snapshot, "dflt", no_variables) == LegIdentity("dflt", None, "bob")
-    assert await identity_of(snapshot, None, no_variables) is None
-
-
-async def test_identity_rejects_junk_ids_and_falls_back_to_variables() -> None:
-    asked: list[str] = []
-
-    async def read(name: str) -> str | None:
-        asked.append(name)
-        return {"METAFLOWS_ACCOUNT_ID": "acc9", "METAFLOWS_DEVICE_ID": "bad id!"}.get(name)
-
-    identity = await identity_of({"name": "PJSIP/carol-00000003"}, None, read)
-    assert identity == LegIdentity("acc9", None, "carol")
-    assert asked == ["METAFLOWS_ACCOUNT_ID", "METAFLOWS_USER_ID", "METAFLOWS_DEVICE_ID"]
-
-
 # -- with the engine -----------------------------------------------------------------------------
-
-
-async def test_websocket_credentials_travel_in_a_header(sim_service: Service) -> None:
-    driver = sim_service.driver
-    assert isinstance(driver, SimDriver)
-    assert driver.sim.server.websocket_auth == ["header"]
-    queries = [q for _, _, q in driver.sim.core.requests]
-    assert all("api_key" not in q for q in queries)
-
-
-@pytest.fixture
-async def api(sim_service: Service, db: Database, tokens: TokenStore) -> AsyncIterator[Any]:
-    async with api_client(sim_service, tokens, db) as client:
-        yield client
 
 
 async def test_channels_api_lists_and_acts_on_live_legs(
@@ -138,7 +69,7 @@ async def test_channels_api_errors(
     legs = (await (await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)).json())["data"]
     leg_id = legs[0]["id"]
     url = f"/v2/accounts/{ACCOUNT}/channels/{leg_id}"
-    cases = [
+    cases: list[tuple[str, str, Any, int]] = [
         ("GET", f"/v2/accounts/{ACCOUNT}/channels/unknown", None, 404),
         ("GET", f"/v2/accounts/other/channels/{leg_id}", None, 404),  # foreign: not found
         ("POST", url, {"data": {}}, 400),

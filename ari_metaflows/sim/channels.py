@@ -1,0 +1,408 @@
+"""Channels: phones placing and taking calls, DTMF, dialing, answering, hangups, and the Stasis
+operations on a channel."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from .base import SimError
+from .bridges import BridgesSim
+from .model import (
+    CAUSE_TEXT,
+    HANGUP_REASONS,
+    SOFTHANGUP_EXPLICIT,
+    CallerId,
+    Channel,
+    DialplanLocation,
+    Phone,
+)
+
+
+class ChannelsSim(BridgesSim):
+    # -- seams the dialplan layer (dialplan.py) fills ----------------------------------------
+
+    def _run_dialplan(self, channel: Channel, context: str, exten: str, priority: int) -> None:
+        """Run the dialplan from ``context,exten,priority`` on ``channel``."""
+        raise NotImplementedError
+
+    def _dial_local(self, channel: Channel, timeout: int) -> None:
+        """An app-created Local channel is dialed: its far end runs the dialplan."""
+        raise NotImplementedError
+
+    # -- phones and inbound calls (the test's side) ------------------------------------------
+
+    def add_phone(
+        self,
+        name: str,
+        *,
+        number: str | None = None,
+        display_name: str | None = None,
+        variables: dict[str, str] | None = None,
+        on_call: str = "manual",
+        answer_after: float = 0.0,
+        online: bool = True,
+        ring_first: bool = True,
+    ) -> Phone:
+        phone = Phone(
+            name=name,
+            number=number or name,
+            display_name=display_name or name,
+            variables=dict(variables or {}),
+            on_call=on_call,
+            answer_after=answer_after,
+            online=online,
+            ring_first=ring_first,
+        )
+        self.phones[name] = phone
+        return phone
+
+    def _phone_channel(self, phone: Phone, state: Any) -> Channel:
+        channel = Channel(
+            id=self._new_channel_id(),
+            name=f"PJSIP/{phone.name}-{next(self._names):08x}",
+            tech="PJSIP",
+            resource=phone.name,
+            created=time.time(),
+            state=state,
+            caller=CallerId(phone.display_name, phone.number),
+            protocol_id=f"{uuid.uuid4().hex[:12]}@127.0.0.1",
+            variables=dict(phone.variables),
+            phone=phone,
+        )
+        self.channels[channel.id] = channel
+        phone.channels.append(channel)
+        return channel
+
+    def place_call(self, phone: Phone, exten: str, context: str = "default") -> Channel:
+        """The phone dials ``exten``; the dialplan at ``context`` decides what happens."""
+        channel = self._phone_channel(phone, "Ring")
+        channel.dialplan = DialplanLocation(context, exten, 1)
+        self._run_dialplan(channel, context, exten, 1)
+        self._touch()
+        return channel
+
+    def phone_answers(self, phone: Phone, channel: Channel | None = None) -> Channel:
+        ringing = [channel] if channel is not None else phone.ringing_channels
+        if not ringing or ringing[0].gone or ringing[0].state != "Ringing":
+            raise SimError(409, f"{phone.name} has no ringing call")
+        answered = ringing[0]
+        self._answered(answered)
+        self._touch()
+        return answered
+
+    def phone_rejects(self, phone: Phone, cause: int = 17) -> None:
+        for channel in phone.ringing_channels:
+            self._dial_failed(channel, "BUSY" if cause == 17 else "CONGESTION", cause)
+        self._touch()
+
+    def phone_hangs_up(self, phone: Phone, channel: Channel | None = None) -> None:
+        target = channel or phone.active_channel
+        if target is None or target.gone:
+            raise SimError(409, f"{phone.name} has no call")
+        if target.state == "Ringing":
+            self._dial_failed(target, "BUSY", 17)
+        else:
+            self._hangup(target, cause=16, soft=False)
+        self._touch()
+
+    def phone_presses(self, channel: Channel, digit: str, duration_ms: int) -> None:
+        """The digit ended on the phone's side of ``channel``: Asterisk reads it there."""
+        if channel.gone or channel.state != "Up":
+            return
+        self._read_dtmf(channel, digit, duration_ms)
+        self._touch()
+
+    # -- DTMF ------------------------------------------------------------------------------
+
+    def _read_dtmf(self, channel: Channel, digit: str, duration_ms: int) -> None:
+        bridge = channel.bridge
+        if bridge is not None and bridge.native:
+            for other in bridge.channels:
+                if other is not channel:
+                    self._write_dtmf(other, digit)
+            return
+        self._channel_event(channel, "ChannelDtmfReceived", digit=digit, duration_ms=duration_ms)
+        if bridge is not None:
+            if not channel.absorb_dtmf:
+                for other in bridge.channels:
+                    if other is not channel:
+                        self._write_dtmf(other, digit)
+        elif channel.far is not None:
+            self._write_dtmf(channel.far, digit)
+
+    def _write_dtmf(self, channel: Channel, digit: str) -> None:
+        """Asterisk sends a digit out on ``channel``: its far end hears it."""
+        if channel.phone is not None:
+            channel.phone.heard_dtmf.append(digit)
+        elif channel.far is not None and channel.far.phone is not None:
+            channel.far.phone.heard_dtmf.append(digit)
+
+    # -- channels created by the application ---------------------------------------------
+
+    def create_channel(
+        self,
+        endpoint: str,
+        app: str,
+        app_args: str | None,
+        channel_id: str | None,
+        originator: str | None,
+        variables: dict[str, str],
+    ) -> Channel:
+        if channel_id is not None and channel_id in self.channels:
+            raise SimError(409, "Channel with given unique ID already exists.")
+        tech, _, resource = endpoint.partition("/")
+        if tech == "Local":
+            resource = resource.partition("/")[0]  # options such as /n
+        if tech not in ("PJSIP", "Local") or not resource:
+            raise SimError(400, "Invalid endpoint")
+        if tech == "PJSIP" and resource not in self.phones:
+            raise SimError(400, f"Endpoint {endpoint} not found")
+        now = time.time()
+        if tech == "Local":
+            exten, _, context = resource.partition("@")
+            name = f"Local/{exten}@{context or 'default'}-{next(self._names):08x};1"
+        else:
+            name = f"PJSIP/{resource}-{next(self._names):08x}"
+        channel = Channel(
+            id=channel_id or self._new_channel_id(),
+            name=name,
+            tech=tech,
+            resource=resource,
+            created=now,
+            subscribers={app},
+            create_app=app,
+            create_args=app_args.split(",") if app_args else [],
+            variables=dict(variables),
+        )
+        if tech == "PJSIP":
+            phone = self.phones[resource]
+            channel.phone = phone
+            channel.variables = {**phone.variables, **variables}
+            channel.protocol_id = f"{uuid.uuid4().hex[:12]}@127.0.0.1"
+            phone.channels.append(channel)
+        source = self.channels.get(originator) if originator else None
+        if source is not None:
+            channel.caller = CallerId(source.caller.name, source.caller.number)
+            channel.connected = CallerId(source.caller.name, source.caller.number)
+        self.channels[channel.id] = channel
+        self._touch()
+        return channel
+
+    def dial(self, channel: Channel, caller_id: str | None, timeout: int) -> None:
+        if channel.dial_started or channel.state != "Down" or channel.create_app is None:
+            raise SimError(409, "Channel cannot be dialed.")
+        if self.dial_refusals > 0:
+            self.dial_refusals -= 1
+            raise SimError(409, "Channel not in Stasis application")
+        channel.dial_started = True
+        channel.dial_caller = self.channels.get(caller_id) if caller_id else None
+        if channel.tech == "Local":
+            self._dial_local(channel, timeout)  # StasisStart first, then Dial "" (as seen)
+        self._dial_progress(channel, "")
+        if channel.tech != "Local":
+            self._start_ringing(channel, timeout=float(timeout) if timeout else None)
+        self._touch()
+
+    def _start_ringing(self, channel: Channel, timeout: float | None) -> None:
+        """``channel`` goes out to its phone; the phone decides what happens."""
+        phone = channel.phone
+        assert phone is not None
+        if not phone.online:
+            self._later(0.001, lambda: self._dial_failed(channel, "CHANUNAVAIL", 20))
+            return
+        if phone.on_call == "busy":
+            self._later(phone.answer_after, lambda: self._dial_failed(channel, "BUSY", 17))
+            return
+
+        def ring() -> None:
+            if channel.gone:
+                return
+            channel.state = "Ringing"
+            self._channel_event(channel, "ChannelStateChange")
+            local = channel.far
+            if local is not None and local.tech == "Local" and local.create_app is not None:
+                local.state = "Ringing"
+                self._channel_event(local, "ChannelStateChange")
+            self._dial_progress(channel, "RINGING")
+
+        if phone.ring_first or phone.on_call != "answer":
+            self._later(0.001, ring)
+        else:
+            channel.state = "Ringing"  # answers at once: no 180, no Ringing event
+        if phone.on_call == "answer":
+            self._later(phone.answer_after + 0.002, lambda: self._answer_if_ringing(channel))
+        if timeout:
+            channel.dial_timer = self._later(
+                timeout, lambda: self._dial_failed(channel, "NOANSWER", 19)
+            )
+
+    def _answer_if_ringing(self, channel: Channel) -> None:
+        if not channel.gone and channel.state == "Ringing":
+            self._answered(channel)
+
+    def _dial_progress(self, channel: Channel, status: str) -> None:
+        """Dial events go to the app that dialed (the Local channel, for a hidden leg)."""
+        dialed = channel
+        if channel.create_app is None and channel.far is not None and channel.far.tech == "Local":
+            dialed = channel.far
+        if dialed.create_app is None:
+            return
+        fields: dict[str, Any] = {}
+        if dialed.dial_caller is not None and not dialed.dial_caller.gone:
+            fields["caller"] = self.snapshot(dialed.dial_caller)
+        self._emit(
+            dialed.apps,
+            "Dial",
+            **fields,
+            peer=self.snapshot(dialed),
+            forward="",
+            dialstring=dialed.resource,
+            dialstatus=status,
+        )
+
+    def _answered(self, channel: Channel) -> None:
+        """The far end answered ``channel``."""
+        if channel.dial_timer is not None:
+            channel.dial_timer.cancel()
+            channel.dial_timer = None
+        channel.state = "Up"
+        self._channel_event(channel, "ChannelStateChange")
+        if channel.create_app is not None:
+            self._dial_progress(channel, "ANSWER")
+            if channel.app is None:  # a Local channel is in Stasis already
+                channel.app = channel.create_app
+                self._channel_event(channel, "StasisStart", args=list(channel.create_args))
+            return
+        origin = channel.far
+        if origin is None:
+            return
+        if origin.tech == "Local" and origin.create_app is not None:
+            self._answered(origin)
+        elif origin.state != "Up":  # a dialplan Dial(): the caller is answered too
+            origin.ringing = False
+            origin.state = "Up"
+            origin.variables["DIALSTATUS"] = "ANSWER"
+            self._channel_event(origin, "ChannelStateChange")
+
+    def _dial_failed(self, channel: Channel, status: str, cause: int) -> None:
+        if channel.gone or channel.state == "Up":
+            return
+        if channel.dial_timer is not None:
+            channel.dial_timer.cancel()
+            channel.dial_timer = None
+        origin = channel.far
+        behind_local = origin is not None and origin.tech == "Local" and origin.create_app
+        if not behind_local:  # a Local channel's app sees no BUSY/NOANSWER status
+            self._dial_progress(channel, status)
+        channel.far = None
+        if origin is not None:
+            origin.far = None
+        self._hangup(channel, cause=cause, soft=False)
+        if origin is None or origin.gone:
+            return
+        if origin.tech == "Local" and origin.create_app is not None:
+            self._local_dial_failed(origin, cause)
+        elif origin.app is None:  # a dialplan Dial() failed: go on at the next priority
+            origin.ringing = False
+            origin.variables["DIALSTATUS"] = status
+            location = origin.dialplan
+            self._run_dialplan(origin, location.context, location.exten, location.priority + 1)
+
+    def _local_dial_failed(self, local: Channel, cause: int) -> None:
+        """Seen on Asterisk 22: when the far end of an app-created Local channel gives up, the
+        Local channel (in Stasis, unanswered) is hung up; no BUSY/NOANSWER Dial status."""
+        self._hangup(local, cause=cause, soft=False)
+
+    # -- hangups ----------------------------------------------------------------------------
+
+    def hangup_by_app(self, channel: Channel, reason: str | None, reason_code: str | None) -> None:
+        if reason_code is not None:
+            try:
+                cause = int(reason_code)
+            except ValueError as exc:
+                raise SimError(400, "Invalid reason for hangup provided") from exc
+        elif reason is not None:
+            if reason not in HANGUP_REASONS:
+                raise SimError(400, "Invalid reason for hangup provided")
+            cause = HANGUP_REASONS[reason]
+        else:
+            cause = 16
+        if channel.state != "Up" and channel.dial_started:
+            self._dial_progress(channel, "CANCEL")
+        self._hangup(channel, cause=cause, soft=True)
+        self._touch()
+
+    def _hangup(self, channel: Channel, *, cause: int, soft: bool, quiet: bool = False) -> None:
+        """Tear a channel down with Asterisk's event sequence; the far side follows."""
+        if channel.gone:
+            return
+        channel.gone = True
+        channel.hangup_cause = cause
+        if channel.dial_timer is not None:
+            channel.dial_timer.cancel()
+            channel.dial_timer = None
+        if soft:
+            self._channel_event(
+                channel, "ChannelHangupRequest", cause=SOFTHANGUP_EXPLICIT, soft=True
+            )
+        elif not quiet:
+            self._channel_event(channel, "ChannelHangupRequest")
+        for playback in list(channel.playbacks):
+            self._finish_playback(playback, "done")
+        for recording in list(self.live_recordings.values()):
+            if recording.target is channel:
+                self._finish_recording(recording, "done")
+        if channel.bridge is not None:
+            self._leave_bridge(channel)
+        if channel.app is not None:
+            self._channel_event(channel, "StasisEnd")
+            channel.subscribers.add(channel.app)
+            channel.app = None
+        self._channel_event(
+            channel, "ChannelDestroyed", cause=cause, cause_txt=CAUSE_TEXT.get(cause, "Unknown")
+        )
+        channel.subscribers.clear()
+        self.channels.pop(channel.id, None)
+        far = channel.far
+        if far is not None and not far.gone:
+            far.far = None
+            if far.state == "Up" or far.app is None:
+                self._hangup(far, cause=16, soft=False)
+        self._touch()
+
+    # -- Stasis operations on channels -------------------------------------------------------
+
+    def require_channel(self, channel_id: str, *, in_stasis: bool = True) -> Channel:
+        channel = self.channels.get(channel_id)
+        if channel is None or channel.gone:
+            raise SimError(404, "Channel not found")
+        if in_stasis and channel.app is None:
+            raise SimError(409, "Channel not in a Stasis application")
+        return channel
+
+    def answer(self, channel: Channel) -> None:
+        if channel.state != "Up":
+            channel.state = "Up"
+            channel.ringing = False
+            self._channel_event(channel, "ChannelStateChange")
+        self._touch()
+
+    def set_variable(self, channel: Channel, name: str, value: str) -> None:
+        channel.variables[name] = value
+        self._channel_event(channel, "ChannelVarset", variable=name, value=value)
+        self._touch()
+
+    def get_variable(self, channel: Channel, name: str) -> str:
+        if name not in channel.variables:
+            raise SimError(404, "Provided variable was not found")
+        return channel.variables[name]
+
+    def hold(self, channel: Channel, on: bool) -> None:
+        channel.held = on
+        if on:
+            self._channel_event(channel, "ChannelHold")
+        else:
+            self._channel_event(channel, "ChannelUnhold")
+        self._touch()
