@@ -41,6 +41,7 @@ from .model import (
     StoredRecording,
     ari_time,
 )
+from .remote_media import RemoteMedia, remote_url
 
 logger = logging.getLogger(__name__)
 
@@ -165,6 +166,7 @@ class SimulatedAsterisk:
         self.stalls: dict[tuple[str, str], float] = {}
         # (method, path regex) → (status, body) answered instead: a broken Asterisk or proxy.
         self.garbled: dict[tuple[str, str], tuple[int, str]] = {}
+        self.remote_media = RemoteMedia()  # sound:http://… downloads (res_http_media_cache)
         self._ids = itertools.count(1)
         self._names = itertools.count(1)
         self._changed = asyncio.Event()
@@ -883,6 +885,13 @@ class SimulatedAsterisk:
             return
         playback.state = "playing"
         self._emit(self._target_apps(playback.target), "PlaybackStarted", playback=playback.json())
+        self._play_media(playback)
+
+    def _play_media(self, playback: Playback) -> None:
+        url = remote_url(playback.media_uri)
+        if url is not None:  # Asterisk downloads it first (remote_media.py)
+            self.remote_media.play(self, playback, url)
+            return
         playback.timer = self._later(
             self._media_duration(playback.media_uri), lambda: self._next_media(playback)
         )
@@ -897,9 +906,7 @@ class SimulatedAsterisk:
                 self._target_apps(playback.target), "PlaybackContinuing", playback=playback.json()
             )
             playback.state = "playing"
-            playback.timer = self._later(
-                self._media_duration(playback.media_uri), lambda: self._next_media(playback)
-            )
+            self._play_media(playback)
             return
         self._finish_playback(playback, "done")
 
@@ -1108,6 +1115,7 @@ class SimulatedAsterisk:
         for playback in self.playbacks.values():
             if playback.timer is not None:
                 playback.timer.cancel()
+        self.remote_media.cancel()
         for recording in self.live_recordings.values():
             if recording.timer is not None:
                 recording.timer.cancel()
