@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestServer
 from ari_metaflows.api.context import ApiContext
 from ari_metaflows.api.server import create_app
 from ari_metaflows.config import ConfigError, ListenAddress, Settings, load_settings
+from ari_metaflows.errors import Forbidden
 from ari_metaflows.features.tts.engine import SpeechCache, speech_key
 from ari_metaflows.features.tts.media import MediaSigner, SpeechMedia
 
@@ -143,3 +144,18 @@ def test_media_settings() -> None:
     assert len(_settings().media_secret) == 32
     ipv6 = Settings(api_listen=ListenAddress("::1", 9000))
     assert ipv6.media_url_base == "http://[::1]:9000"
+
+
+async def test_the_service_speech_follows_the_settings(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, media_secret=SECRET)
+    media = SpeechMedia.from_settings(settings, base_url="http://asterisk-sees-us:8123")
+    uri = await media.for_node({"text": "Hi.", "engine": "flite"})  # Kazoo's defaults
+    key = speech_key("Hi.", "female", "en-us")
+    assert uri.startswith(f"sound:http://asterisk-sees-us:8123/media/tts/{key}.wav?expires=")
+    assert (tmp_path / "tts" / f"{key}.wav").is_file()
+    query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(uri.removeprefix("sound:")).query))
+    # Another process with the same secret accepts the URL; one with another secret does not.
+    assert MediaSigner(SECRET, "http://x").verify(key, query["expires"], query["sig"]) > 0
+    with pytest.raises(Forbidden, match="signature is wrong"):
+        MediaSigner(b"another-secret-16+", "http://x").verify(key, query["expires"], query["sig"])
+    assert SpeechMedia.from_settings(Settings()).signer.base_url == "http://127.0.0.1:8000"

@@ -15,14 +15,18 @@ import hashlib
 import hmac
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from ...errors import Forbidden, NotFound
 from .engine import SpeechCache, is_key
+
+if TYPE_CHECKING:
+    from ...config import Settings
 
 DEFAULT_TTL = 600.0  # long enough for a playback queued behind others on the same target
 MAX_WAV_BYTES = 4 * 1024 * 1024  # 1,000 characters of speech stay far below this
@@ -74,6 +78,26 @@ class SpeechMedia:
     signer: MediaSigner
     ttl: float = DEFAULT_TTL
     served: int = field(default=0)  # files answered on the route, for metrics and tests
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, base_url: str | None = None) -> SpeechMedia:
+        """The service's speech: files under the data dir, URLs signed with the media secret.
+
+        ``base_url`` overrides ``settings.media_url_base`` (e.g. when the API listens on port 0
+        and the bound port is known only once it runs).
+        """
+        signer = MediaSigner(settings.media_secret, base_url or settings.media_url_base)
+        return cls(SpeechCache(settings.data_dir), signer)
+
+    async def for_node(self, data: Mapping[str, Any]) -> str:
+        """The media URI of a validated tts node's ``data`` (text, voice, language).
+
+        Kazoo's ``engine`` is not read: every engine name is served by eSpeak NG. Raises
+        ``TtsError`` with the reason for the flow's outcome.
+        """
+        return await self.media_uri(
+            str(data.get("text", "")), data.get("voice"), data.get("language")
+        )
 
     async def media_uri(self, text: str, voice: str | None, language: str | None) -> str:
         """Synthesize (or reuse) the speech and answer the ``sound:http://…`` URI to play."""
