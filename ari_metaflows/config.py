@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,6 +45,20 @@ class Settings:
     park_slots: str = "701-720"
     park_timeout_context: str = "metaflows-park-timeout"
     log_level: str = "INFO"
+    # Signs the speech URLs Asterisk fetches (tts); random per process unless set.
+    media_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
+    media_base_url: str | None = None  # how Asterisk reaches the API listener
+
+    @property
+    def media_url_base(self) -> str:
+        """Base URL of the speech route: the setting, else derived from the API listener."""
+        if self.media_base_url is not None:
+            return self.media_base_url
+        host = self.api_listen.host
+        if host in ("0.0.0.0", "::", ""):
+            host = "127.0.0.1"
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.api_listen.port}"
 
     @property
     def database_url_for_logs(self) -> str:
@@ -175,6 +190,10 @@ def load_settings(
     log_level = (get("METAFLOWS_LOG_LEVEL") or defaults.log_level).upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"METAFLOWS_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+    media_secret = get("METAFLOWS_MEDIA_SECRET")
+    if media_secret is not None and len(media_secret) < 16:
+        raise ConfigError("METAFLOWS_MEDIA_SECRET must be at least 16 characters long")
+    media_base_url = get("METAFLOWS_MEDIA_BASE_URL")
     database_url = get("METAFLOWS_DATABASE_URL")
     listen = get("METAFLOWS_API_LISTEN")
     data_dir = get("METAFLOWS_DATA_DIR")
@@ -193,4 +212,8 @@ def load_settings(
         park_slots=park_slots,
         park_timeout_context=park_timeout_context,
         log_level=log_level,
+        media_secret=media_secret.encode() if media_secret else secrets.token_bytes(32),
+        media_base_url=(
+            _http_url(media_base_url, "METAFLOWS_MEDIA_BASE_URL") if media_base_url else None
+        ),
     )

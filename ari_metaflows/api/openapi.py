@@ -251,6 +251,46 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _speech_operation() -> dict[str, Any]:
+    def envelope(text: str) -> dict[str, Any]:
+        return {
+            "description": text,
+            "content": {"application/json": {"schema": _ref("ErrorEnvelope")}},
+        }
+
+    def query(name: str, text: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "in": "query",
+            "required": True,
+            "description": text,
+            "schema": {"type": "string"},
+        }
+
+    return {
+        "get": {
+            "security": [],
+            "summary": "A synthesized speech file, for Asterisk (a signed, expiring URL; no token)",
+            "parameters": [
+                {
+                    "name": "key",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                },
+                query("expires", "Unix time after which the URL is refused"),
+                query("sig", "HMAC-SHA256 of the path and expiry, hex"),
+            ],
+            "responses": {
+                "200": {"description": "8 kHz 16-bit mono WAV", "content": {"audio/wav": {}}},
+                "304": {"description": "unchanged (If-None-Match)"},
+                "403": envelope("wrong or expired signature"),
+                "404": envelope("no such speech file"),
+            },
+        }
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     account = _path_param("account_id")
@@ -296,6 +336,7 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {"200": {"description": "ok", "content": {"text/plain": {}}}},
                 }
             },
+            "/media/tts/{key}.wav": _speech_operation(),
             "/readyz": {
                 "get": {
                     "security": [],

@@ -16,6 +16,7 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
 )
+from ..features.tts import media as speech_media
 from . import channels, events, metaflows, ops, parking, recordings
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
@@ -92,4 +93,5 @@ def create_app(context: ApiContext) -> web.Application:
     parking.add_routes(app.router)
     events.add_routes(app.router)
     ops.add_routes(app.router)
+    speech_media.add_routes(app.router, lambda request: request.app[CONTEXT].speech)
     return app

@@ -23,6 +23,7 @@ from .model import (
     StoredRecording,
     ari_time,
 )
+from .remote_media import RemoteMedia
 
 DEFAULT_CHANNELVARS = ("METAFLOWS_ACCOUNT_ID", "METAFLOWS_USER_ID", "METAFLOWS_DEVICE_ID")
 
@@ -79,6 +80,7 @@ class SimBase:
         self.startup_time = time.time()
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # (method, path, query)
         self.event_log: list[dict[str, Any]] = []  # every event sent to an application
+        self.remote_media = RemoteMedia()  # sound:http://… downloads (res_http_media_cache)
         self._ids = itertools.count(1)
         self._names = itertools.count(1)
         self._changed = asyncio.Event()

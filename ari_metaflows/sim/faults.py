@@ -47,6 +47,7 @@ class FaultsSim(SimBase):
         for playback in self.playbacks.values():
             if playback.timer is not None:
                 playback.timer.cancel()
+        self.remote_media.cancel()
         for recording in self.live_recordings.values():
             if recording.timer is not None:
                 recording.timer.cancel()

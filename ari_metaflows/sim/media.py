@@ -8,6 +8,7 @@ import uuid
 from .base import SimError
 from .faults import FaultsSim
 from .model import RECORDING_FORMATS, Bridge, Channel, LiveRecording, Playback, StoredRecording
+from .remote_media import remote_url
 
 MEDIA_SCHEMES = ("sound", "recording", "number", "digits", "characters", "tone")
 
@@ -57,6 +58,13 @@ class MediaSim(FaultsSim):
             return
         playback.state = "playing"
         self._emit(self._target_apps(playback.target), "PlaybackStarted", playback=playback.json())
+        self._play_media(playback)
+
+    def _play_media(self, playback: Playback) -> None:
+        url = remote_url(playback.media_uri)
+        if url is not None:  # Asterisk downloads it first (remote_media.py)
+            self.remote_media.play(self, playback, url)
+            return
         playback.timer = self._later(
             self._media_duration(playback.media_uri), lambda: self._next_media(playback)
         )
@@ -71,9 +79,7 @@ class MediaSim(FaultsSim):
                 self._target_apps(playback.target), "PlaybackContinuing", playback=playback.json()
             )
             playback.state = "playing"
-            playback.timer = self._later(
-                self._media_duration(playback.media_uri), lambda: self._next_media(playback)
-            )
+            self._play_media(playback)
             return
         self._finish_playback(playback, "done")
 

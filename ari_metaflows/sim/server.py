@@ -67,6 +67,7 @@ class AriServer:
 
     async def stop(self) -> None:
         await self.drop_websockets()
+        await self.core.remote_media.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
