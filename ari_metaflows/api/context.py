@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..audit import EventStore
 from ..auth.tokens import Authenticator
+from ..devices import DeviceStore
 from ..metaflows.store import MetaflowStore
 from ..metrics import Metrics
 from ..recordings import RecordingJournal, RecordingStore
@@ -27,6 +28,7 @@ class ApiContext:
     journal: RecordingJournal | None = None
     events: EventStore | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    devices: DeviceStore | None = None
 
 
 CONTEXT = web.AppKey("context", ApiContext)
