@@ -8,7 +8,8 @@ from typing import Any
 from .. import __version__
 from ..devices.model import DEVICE_SCHEMA
 from ..metaflows.documents import MAX_CHILD_DEPTH, NUMBER_KEY_PATTERN, TOP_LEVEL_SCHEMA
-from ..metaflows.module_schemas import MODULE_SPECS
+from ..metaflows.module_schemas import CALLFLOW_ACTION_REF, MODULE_SPECS
+from ..metaflows.schema import REFS
 
 _REF = "#/components/schemas/"
 
@@ -339,6 +340,7 @@ def openapi_document() -> dict[str, Any]:
                 "MetaflowDocument": _document_schema(),
                 "MetaflowNode": _node_schema(),
                 "Device": dict(DEVICE_SCHEMA),
+                "CallflowAction": dict(REFS[CALLFLOW_ACTION_REF]),
                 **{
                     f"ModuleData.{name}": dict(spec.schema)
                     for name, spec in sorted(MODULE_SPECS.items())
