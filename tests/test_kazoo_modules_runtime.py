@@ -3,8 +3,12 @@ flow as "unavailable"; Kazoo's wider values reach modules in a form they can use
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any, cast
+
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.modules import REGISTRY, run_flow
+from ari_metaflows.modules.base import CallActions
 from ari_metaflows.modules.transfer import attended_timeout
 
 from .test_executor import RecordingGateway, context, node
@@ -52,3 +56,23 @@ def test_transfer_timeout_from_kazoos_any_integer() -> None:
     assert attended_timeout(1) == 1.0
     assert attended_timeout(30000) == 30.0
     assert attended_timeout(10**9) == 600.0
+
+
+class RecordingCall:
+    """Stands in for the call's actions: keeps what record_call asked for."""
+
+    def __init__(self) -> None:
+        self.options: list[dict[str, Any]] = []
+
+    async def record(self, presser: str, action: str, options: dict[str, Any]) -> str:
+        self.options.append(options)
+        return "recording"
+
+
+async def test_record_time_limit_that_is_not_positive_means_the_cap() -> None:
+    call = RecordingCall()
+    for limit in (0, -5, 60):
+        raw = {"module": "record_call", "data": {"action": "start", "time_limit": limit}}
+        ctx = replace(context(RecordingGateway()), call=cast(CallActions, call))
+        assert await run_flow(node(raw), ctx, REGISTRY) == [("record_call", "ok")]
+    assert [o.get("time_limit") for o in call.options] == [None, None, 60]
