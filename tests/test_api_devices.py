@@ -16,7 +16,7 @@ from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.devices import Device, DeviceDirectory, DeviceStore, DeviceUnreachable
 
-from .conftest import ADMIN_TOKEN
+from .helpers.engine_service import ADMIN_TOKEN
 
 Client = TestClient[Any, Any]
 ADMIN = {"X-Auth-Token": ADMIN_TOKEN}

@@ -228,7 +228,8 @@ def module_cases(module: str) -> Iterator[tuple[str, dict[str, Any]]]:
     base = {key: _required_sample(properties[key]) for key in required}
     yield module, _wrap({"module": module})
     yield f"{module}.data={_json(base)}", _wrap({"module": module, "data": base})
-    for wrong in ([], "abc", 5):
+    wrong_data: list[Any] = [[], "abc", 5]
+    for wrong in wrong_data:
         yield f"{module}.data={_json(wrong)}", _wrap({"module": module, "data": wrong})
     for key in required:
         data = {k: v for k, v in base.items() if k != key}
