@@ -21,6 +21,7 @@ from .calls.parking import parse_slot_range
 from .config import Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
+from .devices import DeviceStore
 from .errors import DatastoreUnavailable
 from .metaflows.resolver import MetaflowResolver
 from .metaflows.store import MetaflowStore
@@ -186,6 +187,7 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             journal=journal,
             events=events,
             metrics=metrics,
+            devices=DeviceStore(db),
         )
     except BaseException:
         await db.close()

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from ..audit import EventStore
 from ..auth.tokens import Authenticator
+from ..devices import DeviceStore
 from ..features.tts.media import SpeechMedia
 from ..metaflows.store import MetaflowStore
 from ..metrics import Metrics
@@ -29,6 +30,7 @@ class ApiContext:
     events: EventStore | None = None
     metrics: Metrics = field(default_factory=Metrics)
     speech: SpeechMedia | None = None  # signed speech files for Asterisk (tts)
+    devices: DeviceStore | None = None
 
 
 CONTEXT = web.AppKey("context", ApiContext)

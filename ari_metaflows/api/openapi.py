@@ -6,8 +6,10 @@ from functools import cache
 from typing import Any
 
 from .. import __version__
+from ..devices.model import DEVICE_SCHEMA
 from ..metaflows.documents import MAX_CHILD_DEPTH, NUMBER_KEY_PATTERN, TOP_LEVEL_SCHEMA
-from ..metaflows.module_schemas import MODULE_SPECS
+from ..metaflows.module_schemas import CALLFLOW_ACTION_REF, MODULE_SPECS
+from ..metaflows.schema import REFS
 
 _REF = "#/components/schemas/"
 
@@ -291,6 +293,71 @@ def _speech_operation() -> dict[str, Any]:
     }
 
 
+def _device_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    account = _path_param("account_id")
+    device = _path_param("device_id")
+    body = {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "required": ["data"],
+                    "properties": {"data": _ref("Device")},
+                }
+            }
+        },
+    }
+    if_match = {
+        "name": "If-Match",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "write only if this is the current revision",
+    }
+    created = {**plain_ok, "description": "created: data carries the new device's id"}
+    owner_filter = {
+        "name": "filter_owner_id",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "only the devices this user owns",
+    }
+    return {
+        "/v2/accounts/{account_id}/devices": {
+            "parameters": [account],
+            "get": {
+                "summary": "The account's devices (id, name, owner_id, enabled, username)",
+                "parameters": [owner_filter],
+                "responses": _responses(plain_ok),
+            },
+            "put": {
+                "summary": "Create a device; answers it with its new id",
+                "requestBody": body,
+                "responses": {**_responses(plain_ok), "201": created},
+            },
+        },
+        "/v2/accounts/{account_id}/devices/{device_id}": {
+            "parameters": [account, device],
+            "get": {"summary": "One device", "responses": _responses(plain_ok)},
+            "post": {
+                "summary": "Replace the device's document with the validated one",
+                "parameters": [if_match],
+                "requestBody": body,
+                "responses": _responses(plain_ok),
+            },
+            "delete": {
+                "summary": "Remove the device",
+                "parameters": [if_match],
+                "responses": _responses(plain_ok),
+            },
+        },
+        "/v2/accounts/{account_id}/users/{user_id}/devices": {
+            "parameters": [account, _path_param("user_id")],
+            "get": {"summary": "The devices a user owns", "responses": _responses(plain_ok)},
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     account = _path_param("account_id")
@@ -312,6 +379,8 @@ def openapi_document() -> dict[str, Any]:
                 "ErrorEnvelope": _error_envelope(),
                 "MetaflowDocument": _document_schema(),
                 "MetaflowNode": _node_schema(),
+                "Device": dict(DEVICE_SCHEMA),
+                "CallflowAction": dict(REFS[CALLFLOW_ACTION_REF]),
                 **{
                     f"ModuleData.{name}": dict(spec.schema)
                     for name, spec in sorted(MODULE_SPECS.items())
@@ -328,6 +397,7 @@ def openapi_document() -> dict[str, Any]:
                 [account, _path_param("device_id")]
             ),
             **_live_operations(plain_ok),
+            **_device_operations(plain_ok),
             "/healthz": {"get": {"security": [], "responses": {"200": plain_ok}}},
             "/metrics": {
                 "get": {

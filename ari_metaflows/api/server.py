@@ -17,7 +17,7 @@ from ..errors import (
     PayloadTooLarge,
 )
 from ..features.tts import media as speech_media
-from . import channels, events, metaflows, ops, parking, recordings
+from . import channels, devices, events, metaflows, ops, parking, recordings
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
 
@@ -88,6 +88,7 @@ def create_app(context: ApiContext) -> web.Application:
     )
     app[CONTEXT] = context
     metaflows.add_routes(app.router)
+    devices.add_routes(app.router)
     channels.add_routes(app.router)
     recordings.add_routes(app.router)
     parking.add_routes(app.router)

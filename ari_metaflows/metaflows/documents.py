@@ -30,7 +30,8 @@ TOP_LEVEL_SCHEMA: Schema = {
     "type": "object",
     "properties": {
         "binding_digit": {"type": "string", "enum": BINDING_DIGITS, "default": "*"},
-        "digit_timeout": {"type": "integer", "minimum": 100, "maximum": 60000},
+        # Kazoo's bounds (0, no maximum): 0 evaluates after every digit.
+        "digit_timeout": {"type": "integer", "minimum": 0},
         "listen_on": {"type": "string", "enum": ["self", "peer", "both"]},
     },
 }

@@ -5,7 +5,10 @@ Why not a general JSON-schema library: Kazoo clients parse the error *shape*
 messages, and our documents need ordered objects and default filling. The subset here is what
 the metaflow schemas use: ``type``, ``enum``, ``minLength``/``maxLength``, ``pattern``,
 ``minimum``/``maximum``, ``properties`` (with ``default``), ``required``, ``items``,
-``minItems``/``maxItems`` and ``additionalProperties`` (boolean).
+``minItems``/``maxItems``, ``patternProperties``, ``additionalProperties`` (boolean or a schema)
+and ``$ref`` to a schema registered in ``REFS`` (Kazoo's ``callflows.action``, which the
+``callflow`` module's ``flow`` refers to). As in JSON Schema draft 4 (Kazoo's), keywords beside a
+``$ref`` are ignored.
 """
 
 from __future__ import annotations
@@ -18,6 +21,10 @@ Schema = Mapping[str, Any]
 Path = tuple[str, ...]
 
 _MISSING: Any = object()
+
+# Named schemas a ``{"$ref": name}`` may point to. Names are chosen so the OpenAPI document can
+# use the same reference unchanged (``#/components/schemas/<Name>``).
+REFS: dict[str, Schema] = {}
 
 
 def dotted(path: Path) -> str:
@@ -75,6 +82,9 @@ class ErrorCollector:
 
     def check(self, value: Any, schema: Schema, path: Path) -> Any:
         """Validate ``value``; return it with defaults filled (unchanged when invalid)."""
+        ref = schema.get("$ref")
+        if ref is not None:
+            schema = REFS[ref]
         expected = schema.get("type")
         if expected is not None:
             types = [expected] if isinstance(expected, str) else list(expected)
@@ -168,25 +178,37 @@ class ErrorCollector:
         properties: Mapping[str, Schema] = schema.get("properties", {})
         required: Sequence[str] = schema.get("required", ())
         result: dict[str, Any] = {}
+        patterns: Mapping[str, Schema] = schema.get("patternProperties", {})
+        additional = schema.get("additionalProperties", True)
         for key, item in value.items():
             sub = properties.get(key)
+            matching = [p for pattern, p in patterns.items() if re.search(pattern, key)]
             if sub is not None:
                 result[key] = self.check(item, sub, (*path, key))
-            elif schema.get("additionalProperties", True) is False:
+                for extra in matching:
+                    self.check(item, extra, (*path, key))
+            elif matching:
+                result[key] = item
+                for extra in matching:
+                    result[key] = self.check(result[key], extra, (*path, key))
+            elif additional is False:
                 self.add(
                     (*path, key),
                     "additionalProperties",
                     "Strict checking of data is enabled; only include schema-defined properties",
                     value=item,
                 )
+            elif isinstance(additional, Mapping):
+                result[key] = self.check(item, additional, (*path, key))
             else:
                 result[key] = item
-        for key in required:
-            if key not in value:
-                self.add((*path, key), "required", "Field is required but missing")
+        # Defaults first, as jesse's use_defaults: a required field with a default is never missing.
         for key, sub in properties.items():
-            if key not in result and key not in required and "default" in sub:
-                result[key] = _copy_json(sub["default"])
+            if key not in result and key not in value and "default" in sub:
+                result[key] = self.check(_copy_json(sub["default"]), sub, (*path, key))
+        for key in required:
+            if key not in value and key not in result:
+                self.add((*path, key), "required", "Field is required but missing")
         return result
 
 

@@ -1,4 +1,8 @@
-"""``say``: says a number, digits or characters with Asterisk's built-in media."""
+"""``say``: says a number, digits or characters with Asterisk's built-in media.
+
+Kazoo's other say types (dates, currency, addresses, …) are valid in a document but Asterisk's
+media cannot say them: the flow then fails with that reason (tts can say any text).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ _SCHEMES = {
     "number": "number",
     "digits": "digits",
     "telephone_number": "digits",
+    "telephone_extension": "digits",
+    "account_number": "digits",
     "name_spelled": "characters",
     "characters": "characters",
 }
@@ -16,9 +22,12 @@ _SCHEMES = {
 
 async def run(ctx: ModuleContext) -> str | None:
     text = ctx.data.get("text")
-    scheme = _SCHEMES.get(str(ctx.data.get("type", "number")))
-    if not isinstance(text, str) or not text or scheme is None:
-        raise ModuleFailed("say needs a text and a known type")
+    kind = str(ctx.data.get("type", "number"))
+    scheme = _SCHEMES.get(kind)
+    if not isinstance(text, str) or not text:
+        raise ModuleFailed("say needs a text")
+    if scheme is None:
+        raise ModuleFailed(f"say type {kind} cannot be said with Asterisk's media; use tts")
     language = ctx.data.get("language")
     await play_to(
         ctx,

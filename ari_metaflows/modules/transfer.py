@@ -30,9 +30,17 @@ async def run(ctx: ModuleContext) -> str | None:
         takeback_dtmf=str(data.get("takeback_dtmf") or "*1"),
         moh_class=data.get("moh") if isinstance(data.get("moh"), str) else None,
         ringback=_ringback(data.get("ringback")),
-        timeout=(timeout_ms if isinstance(timeout_ms, int) else 20000) / 1000,
+        timeout=attended_timeout(timeout_ms),
     )
     return await call.attended_transfer(ctx.presser, request)
+
+
+def attended_timeout(timeout_ms: object) -> float:
+    """Seconds to ring the target: Kazoo's schema allows any integer, so it is clamped to
+    1 s … 10 min (absent or not positive: 20 s)."""
+    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
+        return 20.0
+    return min(max(timeout_ms, 1000), 600_000) / 1000
 
 
 def _ringback(value: object) -> str | None:

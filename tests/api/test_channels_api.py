@@ -73,8 +73,8 @@ async def test_channels_api_errors(
         ("GET", f"/v2/accounts/{ACCOUNT}/channels/unknown", None, 404),
         ("GET", f"/v2/accounts/other/channels/{leg_id}", None, 404),  # foreign: not found
         ("POST", url, {"data": {}}, 400),
-        ("POST", url, {"data": {"action": "tts", "text": "hi"}}, 400),
-        ("POST", url, {"data": {"action": "play"}}, 400),
+        ("POST", url, {"data": {"action": "relate"}}, 400),
+        ("POST", url, {"data": {"action": "play", "id": 5}}, 400),
         ("POST", url, {"nodata": 1}, 400),
         ("PUT", url, {"action": "other", "data": {"module": "hangup"}}, 400),
         ("PUT", url, {"action": "metaflow", "data": {"module": "nope"}}, 400),

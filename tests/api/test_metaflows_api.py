@@ -126,7 +126,7 @@ async def test_request_id_is_echoed(client: Client) -> None:
         (b'{"data": {"binding_digit": 5}}', "validation error"),
         (b'{"data": {"numbers": {"1": {"module": "nope"}}}}', "validation error"),
         (b'{"data": {"patterns": {"(": {"module": "hangup"}}}}', "validation error"),
-        (b'{"data": {"numbers": {"1": {"module": "tts"}}}}', "validation error"),
+        (b'{"data": {"numbers": {"1": {"module": "relate"}}}}', "validation error"),
     ],
 )
 async def test_bad_bodies_get_400_and_change_nothing(

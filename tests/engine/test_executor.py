@@ -138,7 +138,7 @@ async def test_break_stops_what_plays_on_the_presser_and_the_bridge() -> None:
     assert list(ctx.playbacks.by_id) == ["p-peer"]
 
 
-def test_every_supported_module_runs_on_this_server() -> None:
+def test_every_module_that_runs_has_a_schema() -> None:
     from ari_metaflows.metaflows.module_schemas import MODULE_SPECS
 
-    assert set(REGISTRY) == set(MODULE_SPECS)
+    assert set(REGISTRY) <= set(MODULE_SPECS)

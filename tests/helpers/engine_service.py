@@ -24,6 +24,7 @@ from ari_metaflows.audit.trail import TrailLimits
 from ari_metaflows.auth.tokens import Authenticator, TokenStore
 from ari_metaflows.calls.engine import CallEngine
 from ari_metaflows.db.database import Database
+from ari_metaflows.devices import DeviceStore
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.resolver import MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
@@ -191,6 +192,7 @@ async def api_client(
         journal=service.journal,
         events=EventStore(db),
         metrics=service.metrics,
+        devices=DeviceStore(db),
     )
     async with TestClient(TestServer(create_app(context), host="127.0.0.1")) as client:
         yield client
