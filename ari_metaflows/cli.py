@@ -156,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(settings, url))
             return 0
         return asyncio.run(_with_db(url, args))
+    except ConfigError as exc:  # e.g. no database URL and no embedded PostgreSQL installed
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     except DatastoreUnavailable:
         print(f"error: database unavailable ({settings.database_url_for_logs})", file=sys.stderr)
         return 1
