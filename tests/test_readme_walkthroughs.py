@@ -53,7 +53,8 @@ def walkthrough(name: str) -> list[Step]:
         if name not in [n.strip() for n in names.split(",")]:
             continue
         if kind == "output":
-            assert language == "text" and steps, f"{name}: output without a step"
+            assert language == "text", f"{name}: an output must be a text block"
+            assert steps, f"{name}: output without a step"
             steps[-1].expected.extend(line for line in body.splitlines() if line.strip())
         else:
             assert language == "sh", f"{name}: a step must be a sh block"
@@ -109,7 +110,8 @@ class Terminal:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        assert self.process is not None and self.process.stdin is not None
+        assert self.process is not None
+        assert self.process.stdin is not None
         self.process.stdin.close()
         try:
             await asyncio.wait_for(self.process.wait(), 5)
@@ -119,7 +121,8 @@ class Terminal:
 
     async def run(self, text: str) -> str:
         assert self.process is not None
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         sentinel = f"__step_done_{uuid.uuid4().hex}__"
         self.process.stdin.write(f"{text}\necho; echo {sentinel}$?\n".encode())
         await self.process.stdin.drain()
@@ -160,12 +163,14 @@ class Background:
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
+        assert self.process is not None
+        assert self.process.stdout is not None
         async for line in self.process.stdout:
             self.output += line.decode()
 
     async def stop(self) -> int:
-        assert self.process is not None and self._reader is not None
+        assert self.process is not None
+        assert self._reader is not None
         if self.process.returncode is None:
             os.killpg(self.process.pid, signal.SIGINT)  # Ctrl-C
         try:
@@ -229,7 +234,9 @@ async def until_printed(process: Background, expected: list[str]) -> None:
                 assert process.process.returncode is None, process.output
                 await asyncio.sleep(0.05)
     except TimeoutError:
-        raise AssertionError(f"{missing(expected, process.output)!r} not in\n{process.output}")
+        raise AssertionError(
+            f"{missing(expected, process.output)!r} not in\n{process.output}"
+        ) from None
 
 
 async def test_quick_start(tmp_path: Path) -> None:
