@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME[:ACCOUNT[:USER]]",
-        help="a phone (repeatable); default: 1001:acc1 and 1002:acc1",
+        help="a phone (repeatable); default: 1001:acc1:alice, 1002:acc1:bob, 1003:acc1:carol",
     )
     token = commands.add_parser("token", help="manage account API tokens").add_subparsers(
         dest="token_command", required=True
@@ -105,7 +105,7 @@ def _simulate(args: argparse.Namespace, settings: Settings) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    phones = args.phone or ["1001:acc1", "1002:acc1"]
+    phones = args.phone or ["1001:acc1:alice", "1002:acc1:bob", "1003:acc1:carol"]
 
     async def run() -> None:
         sim = SimulatedAsteriskServer(username=args.username, password=args.password)
@@ -156,6 +156,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(serve(settings, url))
             return 0
         return asyncio.run(_with_db(url, args))
+    except ConfigError as exc:  # e.g. no database URL and no embedded PostgreSQL installed
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
     except DatastoreUnavailable:
         print(f"error: database unavailable ({settings.database_url_for_logs})", file=sys.stderr)
         return 1

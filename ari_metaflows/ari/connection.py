@@ -58,24 +58,33 @@ class AriConnection:
         self.connected = asyncio.Event()
         self.reconnects = 0
         self._startup_time: str | None = None
+        self._reached = False  # the current session got connected
 
     async def run_forever(self) -> None:
         delays: Backoff | None = None  # made at the first loss of an outage, from self.backoff
         loop = asyncio.get_running_loop()
+        said = False  # this outage was reported: its further attempts log at debug level only
         while True:
             started = loop.time()
+            self._reached = False
             try:
                 await self._session()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                logger.warning("ARI connection to %s failed: %s", self.url, _describe(exc))
+                if self._reached or not said:
+                    logger.warning(self._failure_message(exc))
+                else:
+                    logger.debug("ARI connection to %s failed: %s", self.url, _describe(exc))
+            quiet, said = said and not self._reached, True
             self.connected.clear()
             if delays is None or loop.time() - started > self.backoff.healthy_after:
                 config = self.backoff
                 delays = Backoff(config.initial, config.maximum, config.jitter)
             delay = delays.next_delay()
-            logger.info("reconnecting to ARI in %.1f s", delay)
+            logger.log(
+                logging.DEBUG if quiet else logging.INFO, "reconnecting to ARI in %.1f s", delay
+            )
             await asyncio.sleep(delay)
             self.reconnects += 1
 
@@ -97,6 +106,7 @@ class AriConnection:
             self._startup_time = startup
             await self._on_connected(gateway, restarted)
             self.connected.set()
+            self._reached = True
             logger.info("ARI connected to %s as application %s", self.url, self.app)
             await runner
             logger.warning("ARI websocket closed")
@@ -108,6 +118,16 @@ class AriConnection:
             runner.cancel()
             await asyncio.gather(runner, return_exceptions=True)
             await gateway.close()
+
+    def _failure_message(self, exc: Exception) -> str:
+        if self._startup_time is not None:  # we had Asterisk before: a lost connection
+            return f"ARI connection to {self.url} failed: {_describe(exc)}"
+        return (
+            f"waiting for Asterisk: no ARI connection to {self.url} ({_describe(exc)}); "
+            "retrying quietly (METAFLOWS_LOG_LEVEL=DEBUG shows each attempt). No Asterisk? Run "
+            "the simulator in another terminal, `./dev simulate`, and start this service with "
+            "ARI_URL=http://127.0.0.1:8088 ARI_USERNAME=asterisk ARI_PASSWORD=secret"
+        )
 
     async def _wait_for_websocket(self, client: Any, runner: asyncio.Task[None]) -> None:
         async with asyncio.timeout(self.timeouts.connect):

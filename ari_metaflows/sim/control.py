@@ -2,7 +2,8 @@
 
 Same credentials as ARI. ``GET /sim/phones`` lists phones and what each hears;
 ``POST /sim/phones/{name}/call?to=EXT``, ``/answer``, ``/reject``, ``/hangup`` and
-``/press?digits=…`` act like the person holding the phone.
+``/press?digits=…`` act like the person holding the phone. ``answer`` and ``reject`` wait up
+to ``RING_WAIT`` seconds for the phone to ring (a script calling and answering at once works).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 from .core import DialPhone, SimError, StasisApp
 from .phones import SimPhone, SimulatedAsteriskServer
 
+RING_WAIT = 5.0
 _TASKS: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("sim_tasks", set)
 
 
@@ -55,11 +57,11 @@ def add_control_routes(sim: SimulatedAsteriskServer) -> None:
         return web.json_response(describe(phone(request)))
 
     async def answer(request: web.Request) -> web.Response:
-        await phone(request).answer(timeout=0.1)
+        await phone(request).answer(timeout=RING_WAIT)
         return web.json_response(describe(phone(request)))
 
     async def reject(request: web.Request) -> web.Response:
-        await phone(request).reject(timeout=0.1)
+        await phone(request).reject(timeout=RING_WAIT)
         return web.json_response(describe(phone(request)))
 
     async def hangup(request: web.Request) -> web.Response:
