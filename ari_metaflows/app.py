@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
 import signal
 from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
@@ -102,7 +103,7 @@ class Service:
         try:
             await web.TCPSite(runner, listen.host, listen.port).start()
         except OSError as exc:
-            reason = exc.strerror or str(exc)
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise StartupError(
                 f"cannot listen on {listen} for the REST API: {reason.lower()}"
             ) from exc

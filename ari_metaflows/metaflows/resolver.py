@@ -175,7 +175,9 @@ class MetaflowResolver:
 
     async def start(self) -> None:
         if self._listen_url is not None and self._listener_task is None:
-            self._listener_task = asyncio.create_task(self._listen_forever(self._listen_url))
+            self._listener_task = asyncio.create_task(
+                self._listen_forever(self._listen_url), name="metaflow-listener"
+            )
 
     async def stop(self) -> None:
         if self._loader is not None:
