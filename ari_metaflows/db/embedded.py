@@ -62,6 +62,16 @@ def forget_dead_users(pgdata: Path) -> list[int]:
     return dead
 
 
+def _data_dir(data_dir: Path) -> Path:
+    data_dir = data_dir.expanduser().resolve()
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        raise StartupError(f"cannot create the data directory {data_dir}: {reason}") from exc
+    return data_dir
+
+
 def _start(data_dir: Path, delete_on_exit: bool) -> Any:
     """The library's server handle; the server runs when this returns."""
     library = _library()
@@ -89,8 +99,7 @@ def embedded_postgres(data_dir: Path, *, delete_on_exit: bool = False) -> Iterat
     """Run the server whose cluster lives in ``data_dir/pgdata`` while the block runs; yield
     its URL. On the way out it is stopped (its files deleted with ``delete_on_exit``) unless
     another live process still uses it. A start that fails is a one-line ``StartupError``."""
-    data_dir = data_dir.expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _data_dir(data_dir)
     server = _start(data_dir, delete_on_exit)
     try:
         url: str = server.get_uri()
@@ -104,8 +113,7 @@ def embedded_postgres(data_dir: Path, *, delete_on_exit: bool = False) -> Iterat
 def start_embedded_postgres(data_dir: Path, *, delete_on_exit: bool = False) -> str:
     """Start (or reuse) the server and leave it running until this process exits (for the
     one-shot commands: ``migrate``, ``token``). ``serve`` uses ``embedded_postgres()``."""
-    data_dir = data_dir.expanduser().resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = _data_dir(data_dir)
     url: str = _start(data_dir, delete_on_exit).get_uri()
     logger.info("embedded PostgreSQL ready in %s", data_dir / "pgdata")
     return url
