@@ -93,6 +93,7 @@ def _serve(settings: Settings) -> int:
             if not stop.is_set():
                 asyncio.run(serve(settings, url, stop=stop))
     except StartupError as exc:
+        logger.debug("start-up failure", exc_info=exc)
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TeardownError as exc:
