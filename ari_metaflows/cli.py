@@ -97,7 +97,7 @@ def _serve(settings: Settings) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except TeardownError as exc:
-        print(f"error: {exc} (logged above)", file=sys.stderr)
+        print(f"error: {exc.message} (each logged above)", file=sys.stderr)
         return 1
     return 0
 
