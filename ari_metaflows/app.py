@@ -3,30 +3,37 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
-import random
+import os
 import signal
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass
+from types import TracebackType
 
 from aiohttp import web
 
 from .api.context import ApiContext
 from .api.server import create_app
-from .ari.connection import AriConnection, ReconnectBackoff
+from .ari.connection import RECONNECT, AriConnection
 from .audit import AuditTrail, EventStore
+from .audit.trail import TrailLimits
 from .auth.tokens import Authenticator, TokenStore
+from .backoff import Backoff
 from .calls.engine import CallEngine, EngineSettings
 from .calls.parking import parse_slot_range
-from .config import Settings
+from .config import ListenAddress, Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
 from .devices import DeviceStore
 from .errors import DatastoreUnavailable
-from .metaflows.resolver import MetaflowResolver
+from .lifecycle import Lifecycle, StartupError
+from .metaflows.resolver import LISTENER_RETRY, MetaflowResolver
 from .metaflows.store import MetaflowStore
 from .metrics import Metrics
 from .recordings import RecordingJournal, RecordingStore
+from .writebehind import WRITER_RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -45,8 +52,25 @@ def tune_garbage_collector() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+DATABASE_WAIT = Backoff(initial=0.5, maximum=30.0)
+
+
+@dataclass(frozen=True)
+class Retries:
+    """The retry policy of each part that tries again later (one ``Backoff`` shape for all)."""
+
+    ari: Backoff = RECONNECT  # reconnecting to ARI
+    database: Backoff = DATABASE_WAIT  # waiting for the database to migrate it at start
+    listener: Backoff = LISTENER_RETRY  # the metaflow change listener
+    writers: Backoff = WRITER_RETRY  # the audit trail and the recordings journal
+
+
 @dataclass
 class Service:
+    """The running service's parts. Everything that started is in ``lifecycle``: ``close()``
+    (or leaving ``async with``) undoes it in reverse, reporting every failure
+    (``lifecycle.TeardownError``)."""
+
     settings: Settings
     db: Database
     store: MetaflowStore
@@ -58,15 +82,48 @@ class Service:
     journal: RecordingJournal
     audit: AuditTrail
     metrics: Metrics
+    lifecycle: Lifecycle
+
+    def start_ari(self) -> asyncio.Task[None]:
+        """Connect to ARI (and keep reconnecting) until the service closes."""
+        task = asyncio.create_task(self.ari.run_forever(), name="ari")
+
+        async def cancel() -> None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+        self.lifecycle.push("ARI connection", cancel)
+        return task
+
+    async def start_api(self, listen: ListenAddress) -> str:
+        """Serve the REST API on ``listen`` (port 0: any free port); answers its base URL.
+        A port that cannot be bound is a ``StartupError`` with a one-line reason."""
+        runner = web.AppRunner(create_app(self.api), access_log=None)
+        await runner.setup()
+        self.lifecycle.push("REST API", runner.cleanup)
+        try:
+            await web.TCPSite(runner, listen.host, listen.port).start()
+        except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise StartupError(
+                f"cannot listen on {listen} for the REST API: {reason.lower()}"
+            ) from exc
+        host, port = runner.addresses[0][:2]
+        return f"http://{host}:{port}"
 
     async def close(self) -> None:
-        await self.engine.close()
-        await self.journal.flush(timeout=2.0)
-        await self.journal.close()
-        await self.audit.flush(timeout=2.0)
-        await self.audit.close()
-        await self.resolver.stop()
-        await self.db.close()
+        await self.lifecycle.aclose()
+
+    async def __aenter__(self) -> Service:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.lifecycle.__aexit__(exc_type, exc, tb)
 
 
 def call_side(
@@ -79,7 +136,7 @@ def call_side(
     default_account: str | None,
     transfer_context: str,
     recordings: RecordingJournal | None = None,
-    backoff: ReconnectBackoff | None = None,
+    backoff: Backoff = RECONNECT,
     park_slots: str = "701-720",
     park_timeout_context: str = "metaflows-park-timeout",
     metrics: Metrics | None = None,
@@ -124,35 +181,61 @@ async def migrate(db: Database) -> list[str]:
         return await apply_migrations(conn)
 
 
-async def migrate_when_reachable(db: Database, *, max_delay: float = 30.0) -> None:
-    """Apply migrations, waiting (with capped backoff) while the database is unreachable."""
-    delay = 0.5
+async def migrate_when_reachable(db: Database, retry: Backoff = DATABASE_WAIT) -> None:
+    """Apply migrations, waiting (``retry``) while the database is unreachable."""
+    delays = retry.delays()
     while True:
         try:
             await migrate(db)
             return
         except DatastoreUnavailable:
+            delay = delays.next_delay()
             logger.warning("database not reachable; retrying in %.1f s", delay)
-        await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-        delay = min(delay * 2, max_delay)
+        await asyncio.sleep(delay)
 
 
-async def open_service(settings: Settings, database_url: str) -> Service:
-    db = Database(database_url)
-    await db.open()
+async def open_service(
+    settings: Settings,
+    database_url: str,
+    *,
+    db: Database | None = None,
+    retries: Retries | None = None,
+    audit_limits: TrailLimits | None = None,
+) -> Service:
+    """Start the service's parts (database pool unless ``db`` is given, migrations, metaflow
+    listener, recordings journal, audit trail, call engine), each registered in the service's
+    ``Lifecycle``. A step that fails undoes the ones before it, in reverse, and its error
+    propagates. The REST API and the ARI connection are started by ``serve`` (or the caller)
+    with ``start_api`` / ``start_ari``, in the same lifecycle."""
+    retries = retries or Retries()
+    lifecycle = Lifecycle("service")
     try:
-        await migrate_when_reachable(db)
+        if db is None:
+            db = Database(database_url)
+            await db.open()
+            lifecycle.push("database pool", db.close)
+        await migrate_when_reachable(db, retries.database)
         store = MetaflowStore(db)
-        resolver = MetaflowResolver(store, listen_url=database_url)
+        resolver = MetaflowResolver(store, listen_url=database_url, backoff=retries.listener)
         await resolver.start()
+        lifecycle.push("metaflow listener", resolver.stop)
         tokens = TokenStore(db)
         recordings = RecordingStore(db)
-        journal = RecordingJournal(recordings, settings.data_dir / "recordings-journal.jsonl")
+        journal = RecordingJournal(
+            recordings, settings.data_dir / "recordings-journal.jsonl", retries.writers
+        )
         await journal.start()
+        lifecycle.push("recordings journal", journal.stop)
         metrics = Metrics()
         events = EventStore(db)
-        audit = AuditTrail(events, settings.data_dir / "metaflow-events.pending.jsonl")
+        audit = AuditTrail(
+            events,
+            settings.data_dir / "metaflow-events.pending.jsonl",
+            audit_limits,
+            retries.writers,
+        )
         await audit.start()
+        lifecycle.push("audit trail", audit.stop)
         metrics.gauge("metaflows_audit_pending", "audit rows not yet stored", lambda: audit.pending)
         metrics.gauge(
             "metaflows_audit_dropped", "audit rows dropped (buffer full)", lambda: audit.dropped
@@ -169,11 +252,13 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             default_account=settings.default_account_id,
             transfer_context=settings.transfer_context,
             recordings=journal,
+            backoff=retries.ari,
             park_slots=settings.park_slots,
             park_timeout_context=settings.park_timeout_context,
             metrics=metrics,
             audit=audit,
         )
+        lifecycle.push("call engine", engine.close)
 
         async def ari_ready() -> bool:
             return ari.connected.is_set()
@@ -189,38 +274,94 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             metrics=metrics,
             devices=DeviceStore(db),
         )
-    except BaseException:
-        await db.close()
+    except BaseException as exc:
+        await lifecycle.undo_after(exc)
         raise
-    return Service(settings, db, store, resolver, tokens, api, engine, ari, journal, audit, metrics)
+    return Service(
+        settings, db, store, resolver, tokens, api, engine, ari, journal, audit, metrics, lifecycle
+    )
 
 
 async def serve(
     settings: Settings, database_url: str, *, stop: asyncio.Event | None = None
 ) -> None:
-    """Run until SIGINT/SIGTERM (or ``stop`` is set)."""
+    """Run until SIGINT/SIGTERM (or ``stop`` is set). A stop that comes while the service is
+    still starting (e.g. waiting for its database) undoes what started and returns. A start
+    that fails raises ``StartupError`` (one line) after undoing what started; failures while
+    stopping are raised together as ``TeardownError``."""
     stop = stop or asyncio.Event()
     tune_garbage_collector()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    logger.info("database: %s", settings.database_url_for_logs)
-    if settings.admin_token is None:
-        logger.warning("METAFLOWS_ADMIN_TOKEN is unset: only account tokens can use the API")
-    service = await open_service(settings, database_url)
-    runner = web.AppRunner(create_app(service.api), access_log=None)
+    with stop_on_signals(stop):
+        logger.info("database: %s", settings.database_url_for_logs)
+        if settings.admin_token is None:
+            logger.warning("METAFLOWS_ADMIN_TOKEN is unset: only account tokens can use the API")
+        service = await _unless_stopped(_start(settings, database_url), stop)
+        if service is None:
+            logger.info("stopped while starting")
+            return
+        async with service:
+            await stop.wait()
+            logger.info("shutting down; calls in progress continue in Asterisk")
+
+
+async def _start(settings: Settings, database_url: str) -> Service:
+    """The service with its REST API listening and its ARI connection started."""
     try:
-        await runner.setup()
-        site = web.TCPSite(runner, settings.api_listen.host, settings.api_listen.port)
-        await site.start()
-        logger.info("REST API listening on http://%s/v2", settings.api_listen)
-        ari_task = asyncio.create_task(service.ari.run_forever(), name="ari")
-        await stop.wait()
-        logger.info("shutting down; calls in progress continue in Asterisk")
-        ari_task.cancel()
-        await asyncio.gather(ari_task, return_exceptions=True)
+        service = await open_service(settings, database_url)
+    except (StartupError, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        raise StartupError(f"cannot start: {_one_line(exc)}") from exc
+    try:
+        url = await service.start_api(settings.api_listen)
+        logger.info("REST API listening on %s/v2", url)
+        service.start_ari()
+    except BaseException as exc:
+        await service.lifecycle.undo_after(exc)
+        if isinstance(exc, Exception) and not isinstance(exc, StartupError):
+            raise StartupError(f"cannot start: {_one_line(exc)}") from exc
+        raise
+    return service
+
+
+async def _unless_stopped(starting: Awaitable[Service], stop: asyncio.Event) -> Service | None:
+    """``starting``'s service, or None if ``stop`` was set first (the start is then cancelled,
+    which undoes what it had started)."""
+    start = asyncio.ensure_future(starting)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({start, stopped}, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        await runner.cleanup()
-        await service.close()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        stopped.cancel()
+        if not start.done():
+            start.cancel()
+        # The start's own result or failure, once what it started is undone.
+        await asyncio.wait({start, stopped})
+    if start.cancelled():
+        return None
+    return start.result()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+@contextlib.contextmanager
+def stop_on_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT and SIGTERM set ``stop`` while the event loop runs; the handlers there before
+    (e.g. the command line's, which covers the embedded database's start) come back after."""
+    loop = asyncio.get_running_loop()
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
             loop.remove_signal_handler(signum)
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)

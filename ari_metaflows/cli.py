@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from . import __version__
 from .api.requests import ID_RE
-from .app import migrate, serve
+from .app import STOP_SIGNALS, migrate, serve
 from .auth.tokens import TokenStore
 from .config import ConfigError, Settings, load_settings
 from .db.database import Database
-from .db.embedded import start_embedded_postgres
+from .db.embedded import embedded_postgres
 from .errors import DatastoreUnavailable
+from .lifecycle import StartupError, TeardownError
 
 logger = logging.getLogger("ari_metaflows")
 
@@ -57,10 +59,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _database_url(settings: Settings) -> str:
+@contextlib.contextmanager
+def _database_url(settings: Settings) -> Iterator[str]:
+    """The configured database, or the embedded one, stopped again on the way out."""
     if settings.database_url is not None:
-        return settings.database_url
-    return start_embedded_postgres(settings.data_dir)
+        yield settings.database_url
+        return
+    with embedded_postgres(settings.data_dir) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def _stop_requested_by_signals(stop: asyncio.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM before or after the event loop runs (e.g. while the embedded database
+    starts or stops) set ``stop`` instead of killing the process on the spot, so that what
+    started is undone; while the loop runs, ``serve`` handles them on the loop."""
+    previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda _signum, _frame: stop.set())
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(settings: Settings) -> int:
+    """Exit codes: 0 stopped on request, 2 could not start (one line on stderr), 1 something
+    failed while stopping (each failure logged)."""
+    stop = asyncio.Event()
+    try:
+        with _stop_requested_by_signals(stop), _database_url(settings) as url:
+            if not stop.is_set():
+                asyncio.run(serve(settings, url, stop=stop))
+    except StartupError as exc:
+        logger.debug("start-up failure", exc_info=exc)
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except TeardownError as exc:
+        print(f"error: {exc.message} (each logged above)", file=sys.stderr)
+        return 1
+    return 0
 
 
 async def _with_db(url: str, args: argparse.Namespace) -> int:
@@ -150,14 +189,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     if args.command == "simulate":
         return _simulate(args, settings)
+    if args.command == "serve":
+        return _serve(settings)
     try:
-        url = _database_url(settings)
-        if args.command == "serve":
-            asyncio.run(serve(settings, url))
-            return 0
-        return asyncio.run(_with_db(url, args))
+        with _database_url(settings) as url:
+            return asyncio.run(_with_db(url, args))
     except ConfigError as exc:  # e.g. no database URL and no embedded PostgreSQL installed
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except DatastoreUnavailable:
         print(f"error: database unavailable ({settings.database_url_for_logs})", file=sys.stderr)

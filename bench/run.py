@@ -34,12 +34,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from aiohttp import web
 
-from ari_metaflows.api.server import create_app
 from ari_metaflows.app import Service, open_service, tune_garbage_collector
 from ari_metaflows.config import ListenAddress, Settings
-from ari_metaflows.db.embedded import start_embedded_postgres
+from ari_metaflows.db.embedded import embedded_postgres
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.metrics import DISPATCH_BUCKETS, Histogram
@@ -152,6 +150,7 @@ class Bench:
         self.service: Service | None = None
         self.http: aiohttp.ClientSession | None = None
         self.gc_clock = GcClock()
+        self.database = contextlib.ExitStack()
 
     # -- set-up ----------------------------------------------------------------------------
 
@@ -168,7 +167,9 @@ class Bench:
         line = await asyncio.to_thread(self.sim_process.stdout.readline)
         if line.strip() != b"ready":
             raise RuntimeError("the simulated Asterisk did not start")
-        database_url = start_embedded_postgres(self.workdir, delete_on_exit=True)
+        database_url = self.database.enter_context(
+            embedded_postgres(self.workdir, delete_on_exit=True)
+        )
         settings = Settings(
             ari_url=self.sim_url,
             ari_username=USERNAME,
@@ -180,11 +181,10 @@ class Bench:
             admin_token=ADMIN_TOKEN,
             log_level="WARNING",
         )
+        # The service's one lifecycle: what serve starts, undone in reverse by service.close().
         self.service = await open_service(settings, database_url)
-        self.runner = web.AppRunner(create_app(self.service.api), access_log=None)
-        await self.runner.setup()
-        await web.TCPSite(self.runner, "127.0.0.1", self.api_port).start()
-        self.ari_task = asyncio.create_task(self.service.ari.run_forever())
+        await self.service.start_api(settings.api_listen)
+        self.service.start_ari()
         await asyncio.wait_for(self.service.ari.connected.wait(), 10)
         await self.service.store.put(
             Owner.account(ACCOUNT),
@@ -204,14 +204,14 @@ class Bench:
     async def stop(self) -> None:
         if self.http is not None:
             await self.http.close()
-        if self.service is not None:
-            self.ari_task.cancel()
-            await asyncio.gather(self.ari_task, return_exceptions=True)
-            await self.runner.cleanup()
-            await self.service.close()
-        if self.sim_process is not None:
-            self.sim_process.terminate()
-            self.sim_process.wait(5)
+        try:
+            if self.service is not None:
+                await self.service.close()
+        finally:
+            self.database.close()  # the embedded PostgreSQL
+            if self.sim_process is not None:
+                self.sim_process.terminate()
+                self.sim_process.wait(5)
 
     async def sim(self, path: str, **query: object) -> dict[str, Any]:
         assert self.http is not None

@@ -22,7 +22,7 @@ from ari_metaflows.api.server import create_app
 from ari_metaflows.audit import EventStore
 from ari_metaflows.auth.tokens import Authenticator, TokenStore
 from ari_metaflows.db.database import Database
-from ari_metaflows.db.embedded import start_embedded_postgres
+from ari_metaflows.db.embedded import embedded_postgres
 from ari_metaflows.db.migrate import apply_migrations
 from ari_metaflows.metaflows.store import MetaflowStore
 from ari_metaflows.testing.scenario import Driver, SimDriver, driver_from_environment
@@ -39,9 +39,14 @@ def with_database(url: str, name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = start_embedded_postgres(tmp_path_factory.mktemp("pg"), delete_on_exit=True)
+def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The session's server, stopped and deleted when the session ends (as ``serve`` does)."""
+    with embedded_postgres(tmp_path_factory.mktemp("pg"), delete_on_exit=True) as url:
+        _make_template(url)
+        yield url
 
+
+def _make_template(url: str) -> None:
     async def make_template() -> None:
         conn = await asyncpg.connect(url)
         try:
@@ -56,7 +61,6 @@ def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> str:
             await conn.close()
 
     asyncio.run(make_template())
-    return url
 
 
 @pytest.fixture

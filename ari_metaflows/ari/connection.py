@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
-from ..backoff import Backoff
+from ..backoff import Backoff, Delays
 from .gateway import AriGateway, AriTimeouts
 
 logger = logging.getLogger(__name__)
@@ -23,12 +22,8 @@ EventRouter = Callable[[dict[str, Any]], None]
 OnConnected = Callable[[AriGateway, bool], Awaitable[None]]
 
 
-@dataclass(frozen=True)
-class ReconnectBackoff:
-    initial: float = 0.5
-    maximum: float = 30.0
-    jitter: float = 0.2  # ± fraction
-    healthy_after: float = 30.0  # a connection this old resets the backoff
+RECONNECT = Backoff(initial=0.5, maximum=30.0)
+HEALTHY_AFTER = 30.0  # seconds: a connection that lasted this long starts the backoff afresh
 
 
 class AriConnection:
@@ -43,7 +38,8 @@ class AriConnection:
         on_connected: OnConnected,
         on_disconnected: Callable[[], None] | None = None,
         timeouts: AriTimeouts | None = None,
-        backoff: ReconnectBackoff | None = None,
+        backoff: Backoff = RECONNECT,
+        healthy_after: float = HEALTHY_AFTER,
     ) -> None:
         self.url = url
         self._username = username
@@ -53,7 +49,8 @@ class AriConnection:
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self.timeouts = timeouts or AriTimeouts()
-        self.backoff = backoff or ReconnectBackoff()
+        self.backoff = backoff
+        self.healthy_after = healthy_after
         self.gateway: AriGateway | None = None
         self.connected = asyncio.Event()
         self.reconnects = 0
@@ -61,7 +58,7 @@ class AriConnection:
         self._reached = False  # the current session got connected
 
     async def run_forever(self) -> None:
-        delays: Backoff | None = None  # made at the first loss of an outage, from self.backoff
+        delays: Delays | None = None  # made at the first loss of an outage, from self.backoff
         loop = asyncio.get_running_loop()
         said = False  # this outage was reported: its further attempts log at debug level only
         while True:
@@ -78,9 +75,8 @@ class AriConnection:
                     logger.debug("ARI connection to %s failed: %s", self.url, _describe(exc))
             quiet, said = said and not self._reached, True
             self.connected.clear()
-            if delays is None or loop.time() - started > self.backoff.healthy_after:
-                config = self.backoff
-                delays = Backoff(config.initial, config.maximum, config.jitter)
+            if delays is None or loop.time() - started > self.healthy_after:
+                delays = self.backoff.delays()
             delay = delays.next_delay()
             logger.log(
                 logging.DEBUG if quiet else logging.INFO, "reconnecting to ARI in %.1f s", delay

@@ -2,7 +2,8 @@
 
 The DTMF path only appends to a deque. The writer inserts up to ``batch`` rows per
 transaction, at once when a batch is full and otherwise after ``linger`` seconds, and retries
-with capped backoff while the database is down. Rows wait in memory up to ``max_buffered``;
+with the writers' Backoff while the database is down (the writer task, retries, flush and
+close are the shared ``WriteBehind``). Rows wait in memory up to ``max_buffered``;
 beyond that the oldest are dropped and counted (an outage long enough to fill it is logged).
 On shutdown whatever could not be stored goes to a spill file, read back on the next start.
 """
@@ -15,9 +16,11 @@ import logging
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..backoff import Backoff
 from ..errors import DatastoreUnavailable
+from ..writebehind import WRITER_RETRY, WriteBehind, read_json_lines
 from .model import MetaflowEvent
 from .store import EventStore
 
@@ -29,36 +32,29 @@ class TrailLimits:
     batch: int = 500
     linger: float = 0.2  # seconds a lone row may wait for company
     max_buffered: int = 100_000
-    retry_initial: float = 0.2
-    retry_max: float = 5.0
 
 
-class AuditTrail:
+class AuditTrail(WriteBehind[list[MetaflowEvent]]):
+    name = "audit trail"
+
     def __init__(
-        self, store: EventStore, spill_path: Path | None, limits: TrailLimits | None = None
+        self,
+        store: EventStore,
+        spill_path: Path | None,
+        limits: TrailLimits | None = None,
+        retry: Backoff = WRITER_RETRY,
     ) -> None:
+        super().__init__(retry)
         self.store = store
         self.spill_path = spill_path
         self.limits = limits or TrailLimits()
         self._buffer: deque[MetaflowEvent] = deque()
-        self._wake = asyncio.Event()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._task: asyncio.Task[None] | None = None
         self.stored = 0
         self.dropped = 0
-        self.failed_attempts = 0
 
     @property
     def pending(self) -> int:
         return len(self._buffer)
-
-    async def start(self) -> None:
-        self._read_spill()
-        self._task = asyncio.create_task(self._writer(), name="audit-trail")
-        if self._buffer:
-            self._idle.clear()
-            self._wake.set()
 
     def record(self, event: MetaflowEvent) -> None:
         """Queue one execution; returns at once (called on the call's task)."""
@@ -73,62 +69,36 @@ class AuditTrail:
                     self.dropped,
                 )
         self._buffer.append(event)
-        self._idle.clear()
-        self._wake.set()
+        self._wake_writer()
 
-    async def flush(self, timeout: float) -> bool:
-        """Wait until every recorded row is stored; False if that took longer than timeout."""
-        self._wake.set()
+    # -- WriteBehind hooks -----------------------------------------------------------------
+
+    async def _before_drain(self) -> None:
+        if len(self._buffer) < self.limits.batch:
+            await asyncio.sleep(self.limits.linger)  # let a few more rows come
+
+    def _next_unit(self) -> list[MetaflowEvent] | None:
+        if not self._buffer:
+            return None
+        return [self._buffer[i] for i in range(min(self.limits.batch, len(self._buffer)))]
+
+    async def _store(self, batch: list[MetaflowEvent]) -> bool:
         try:
-            async with asyncio.timeout(timeout):
-                await self._idle.wait()
-        except TimeoutError:
-            return False
+            await self.store.insert(batch)
+        except DatastoreUnavailable:
+            raise
+        except Exception:
+            logger.exception("audit trail: a batch was refused; storing its rows one by one")
+            # DatastoreUnavailable here: the whole batch again later (inserts are idempotent).
+            await self._one_by_one(batch)
         return True
 
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        self._write_spill()
-
-    async def _writer(self) -> None:
-        backoff = Backoff(self.limits.retry_initial, self.limits.retry_max)
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if len(self._buffer) < self.limits.batch:
-                await asyncio.sleep(self.limits.linger)  # let a few more rows come
-            while self._buffer:
-                batch = [self._buffer[i] for i in range(min(self.limits.batch, len(self._buffer)))]
-                try:
-                    await self.store.insert(batch)
-                except DatastoreUnavailable:
-                    self.failed_attempts += 1
-                    delay = backoff.next_delay()
-                    logger.warning(
-                        "audit trail: database unavailable, %d row(s) wait; retry in %.1f s",
-                        len(self._buffer),
-                        delay,
-                    )
-                    await asyncio.sleep(delay)
-                    continue
-                except Exception:
-                    logger.exception(
-                        "audit trail: a batch was refused; storing its rows one by one"
-                    )
-                    try:
-                        await self._one_by_one(batch)
-                    except DatastoreUnavailable:
-                        continue  # the whole batch again later: inserts are idempotent
-                backoff.reset()
-                self.stored += len(batch)
-                # Rows dropped from the left while we awaited are not in the buffer any more.
-                for event in batch:
-                    if self._buffer and self._buffer[0] is event:
-                        self._buffer.popleft()
-            self._idle.set()
+    def _stored(self, batch: list[MetaflowEvent]) -> None:
+        self.stored += len(batch)
+        # Rows dropped from the left while we awaited are not in the buffer any more.
+        for event in batch:
+            if self._buffer and self._buffer[0] is event:
+                self._buffer.popleft()
 
     async def _one_by_one(self, batch: list[MetaflowEvent]) -> None:
         for event in batch:
@@ -140,24 +110,22 @@ class AuditTrail:
                 logger.exception("audit trail: row %s refused for good; dropped", event.id)
                 self.dropped += 1
 
-    def _read_spill(self) -> None:
-        if self.spill_path is None or not self.spill_path.exists():
+    def _load(self) -> None:
+        """Rows a previous run could not store: read back, and the spill file removed."""
+        if self.spill_path is None:
             return
-        lines = self.spill_path.read_text(encoding="utf-8").splitlines()
-        for number, line in enumerate(lines, start=1):
-            try:
-                self._buffer.append(MetaflowEvent.from_spill(json.loads(line)))
-            except (ValueError, TypeError, KeyError) as exc:
-                logger.warning(
-                    "audit spill %s:%d unreadable, skipped: %s", self.spill_path, number, exc
-                )
+        if not read_json_lines(self.spill_path, "audit spill", self._unspill):
+            return
         self.spill_path.unlink()
         if self._buffer:
             logger.info(
                 "audit trail: %d row(s) from the last run still to store", len(self._buffer)
             )
 
-    def _write_spill(self) -> None:
+    def _unspill(self, line: Any) -> None:
+        self._buffer.append(MetaflowEvent.from_spill(line))
+
+    def _closed(self) -> None:
         if not self._buffer:
             return
         if self.spill_path is None:

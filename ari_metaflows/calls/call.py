@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..ari.gateway import AriError, AriUnavailable, Gone
 from ..audit import MetaflowEvent
-from ..backoff import Backoff
+from ..backoff import Backoff, Delays
 from ..errors import DatastoreUnavailable
 from ..metaflows.documents import EffectiveMetaflows, Node
 from ..metaflows.resolver import LegIdentity
@@ -43,7 +43,7 @@ _CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
 BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
 DIAL_ATTEMPTS = 5
 _TICK: dict[str, Any] = {"type": "_tick"}  # queued by the call's timer
-METAFLOW_RETRY = (1.0, 30.0)  # first and longest wait before resolving metaflows again (s)
+METAFLOW_RETRY = Backoff(initial=1.0, maximum=30.0)  # before resolving metaflows again
 
 
 @dataclass(frozen=True)
@@ -107,7 +107,7 @@ class Call:
     hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)  # see _arm_timer
     metaflow_retry: asyncio.TimerHandle | None = field(default=None, repr=False)
-    metaflow_backoff: Backoff | None = field(default=None, repr=False)  # made when needed
+    metaflow_backoff: Delays | None = field(default=None, repr=False)  # made when needed
 
     def __post_init__(self) -> None:
         self.recorder = CallRecorder(self.id, self.engine.recordings)
@@ -295,7 +295,7 @@ class Call:
         if self.metaflow_retry is not None or self.phase == "ended":
             return
         if self.metaflow_backoff is None:
-            self.metaflow_backoff = Backoff(*METAFLOW_RETRY)
+            self.metaflow_backoff = METAFLOW_RETRY.delays()
 
         def due() -> None:
             self.metaflow_retry = None

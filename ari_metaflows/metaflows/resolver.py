@@ -12,13 +12,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import random
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 
+from ..backoff import Backoff
 from ..db.database import CONNECTION_ERRORS
 from ..errors import DatastoreUnavailable
 from .documents import EffectiveMetaflows, effective_metaflows
@@ -72,10 +72,7 @@ class _AccountCache:
     effective: dict[LegIdentity, EffectiveMetaflows] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class ListenerBackoff:
-    initial: float = 0.5
-    maximum: float = 30.0
+LISTENER_RETRY = Backoff(initial=0.5, maximum=30.0)
 
 
 class MetaflowResolver:
@@ -84,11 +81,11 @@ class MetaflowResolver:
         store: MetaflowStore,
         *,
         listen_url: str | None = None,
-        backoff: ListenerBackoff | None = None,
+        backoff: Backoff = LISTENER_RETRY,
     ) -> None:
         self.store = store
         self._listen_url = listen_url
-        self._backoff = backoff or ListenerBackoff()
+        self._backoff = backoff
         self._accounts: dict[str, _AccountCache] = {}
         self._invalidation_listeners: list[Callable[[str | None], None]] = []
         self._listener_task: asyncio.Task[None] | None = None
@@ -178,7 +175,9 @@ class MetaflowResolver:
 
     async def start(self) -> None:
         if self._listen_url is not None and self._listener_task is None:
-            self._listener_task = asyncio.create_task(self._listen_forever(self._listen_url))
+            self._listener_task = asyncio.create_task(
+                self._listen_forever(self._listen_url), name="metaflow-listener"
+            )
 
     async def stop(self) -> None:
         if self._loader is not None:
@@ -194,7 +193,7 @@ class MetaflowResolver:
         self.invalidate(str(payload) or None)
 
     async def _listen_forever(self, url: str) -> None:
-        delay = self._backoff.initial
+        delays = self._backoff.delays()
         while True:
             conn: asyncpg.Connection | None = None
             try:
@@ -206,7 +205,7 @@ class MetaflowResolver:
                 self.invalidate(None)
                 self.listening.set()
                 logger.info("listening for metaflow changes")
-                delay = self._backoff.initial
+                delays.reset()
                 await closed.wait()
                 logger.warning("metaflow change listener lost its connection")
             except CONNECTION_ERRORS as exc:
@@ -218,5 +217,4 @@ class MetaflowResolver:
             self.listening.clear()
             if conn is not None and not conn.is_closed():
                 conn.terminate()
-            await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-            delay = min(delay * 2, self._backoff.maximum)
+            await asyncio.sleep(delays.next_delay())

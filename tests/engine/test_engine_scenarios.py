@@ -10,7 +10,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from ari_metaflows.ari.connection import ReconnectBackoff
+from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim import KeyTiming
@@ -265,7 +265,7 @@ async def test_codes_work_after_the_websocket_drops_and_returns(service: Service
 async def test_a_call_that_ended_during_the_gap_is_cleaned_up(service: Service) -> None:
     driver = sim_only(service.driver)
     alice, bob = await connected_call(service)
-    service.ari.backoff = ReconnectBackoff(initial=0.3, maximum=0.3)
+    service.ari.backoff = Backoff(initial=0.3, maximum=0.3)
     await driver.sim.drop_websockets()
     await bob.hangup()  # nobody hears this
     await asyncio.sleep(0.05)

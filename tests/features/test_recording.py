@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
+from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
-from ari_metaflows.recordings import JournalTimeouts, Recording, RecordingJournal, RecordingStore
+from ari_metaflows.recordings import Recording, RecordingJournal, RecordingStore
 from ari_metaflows.testing.scenario import Driver, SimDriver
 
 from ..helpers.engine_service import (
@@ -211,7 +212,7 @@ async def test_rows_survive_a_database_outage_and_a_restart(
     # The journal writes through the proxy; the metaflow side keeps the direct connection.
     await service.journal.close()
     service.journal = RecordingJournal(
-        RecordingStore(flaky), journal_path, JournalTimeouts(retry_initial=0.05, retry_max=0.1)
+        RecordingStore(flaky), journal_path, Backoff(initial=0.05, maximum=0.1)
     )
     await service.journal.start()
     service.engine.recordings = service.journal

@@ -17,19 +17,21 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from ari_metaflows.api.context import ApiContext
 from ari_metaflows.api.server import create_app
-from ari_metaflows.app import call_side
-from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
+from ari_metaflows.app import Retries, open_service
+from ari_metaflows.app import Service as AppService
+from ari_metaflows.ari.connection import AriConnection
 from ari_metaflows.audit import AuditTrail, EventStore
 from ari_metaflows.audit.trail import TrailLimits
 from ari_metaflows.auth.tokens import Authenticator, TokenStore
+from ari_metaflows.backoff import Backoff
 from ari_metaflows.calls.engine import CallEngine
+from ari_metaflows.config import Settings
 from ari_metaflows.db.database import Database
 from ari_metaflows.devices import DeviceStore
 from ari_metaflows.metaflows.documents import validate_document
-from ari_metaflows.metaflows.resolver import MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
 from ari_metaflows.metrics import Metrics
-from ari_metaflows.recordings import JournalTimeouts, RecordingJournal, RecordingStore
+from ari_metaflows.recordings import RecordingJournal, RecordingStore
 from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.eventually import eventually
 from ari_metaflows.testing.scenario import Driver, SimDriver
@@ -51,6 +53,7 @@ class Service:
     journal: RecordingJournal
     audit: AuditTrail
     metrics: Metrics
+    app: AppService
 
     async def document(self, owner: Owner, **fields: Any) -> None:
         await self.store.put(owner, validate_document(fields))
@@ -67,52 +70,48 @@ class Service:
         await eventually(lambda: list(self.engine.calls), lambda calls: not calls, timeout=timeout)
 
 
+# Quick retries: the tests cut and restore connections and should not wait long.
+FAST_RETRIES = Retries(
+    ari=Backoff(initial=0.05, maximum=0.2), writers=Backoff(initial=0.05, maximum=0.2)
+)
+
+
 async def start_service(
     driver: Driver, database_url: str, db: Database, journal_path: Path
 ) -> Service:
-    store = MetaflowStore(db)
-    resolver = MetaflowResolver(store, listen_url=database_url)
-    await resolver.start()
-    journal = RecordingJournal(
-        RecordingStore(db),
-        journal_path,
-        JournalTimeouts(retry_initial=0.05, retry_max=0.2),
-    )
-    await journal.start()
-    metrics = Metrics()
-    audit = AuditTrail(
-        EventStore(db),
-        None if journal_path is None else journal_path.with_name("audit-pending.jsonl"),
-        TrailLimits(linger=0.01, retry_initial=0.05, retry_max=0.2),
-    )
-    await audit.start()
-    engine, ari = call_side(
-        app=driver.app,
+    """The service as ``serve`` opens it (``app.open_service``, one lifecycle), on the test's
+    database pool ``db`` (which the test owns), its files next to ``journal_path``."""
+    settings = Settings(
         ari_url=driver.ari_url,
-        username=driver.ari_username,
-        password=driver.ari_password,
-        resolver=resolver,
-        default_account=driver.default_account,
+        ari_username=driver.ari_username,
+        ari_password=driver.ari_password,
+        ari_app=driver.app,
+        database_url=database_url,
+        data_dir=journal_path.parent,
+        default_account_id=driver.default_account,
         transfer_context=driver.transfer_context,
-        recordings=journal,
-        backoff=ReconnectBackoff(initial=0.05, maximum=0.2),
-        metrics=metrics,
-        audit=audit,
     )
-    task = asyncio.create_task(ari.run_forever())
-    await asyncio.wait_for(ari.connected.wait(), 10)
-    return Service(driver, store, engine, ari, task, journal, audit, metrics)
+    app = await open_service(
+        settings, database_url, db=db, retries=FAST_RETRIES, audit_limits=TrailLimits(linger=0.01)
+    )
+    try:
+        task = app.start_ari()
+        await asyncio.wait_for(app.ari.connected.wait(), 10)
+    except BaseException as exc:
+        await app.lifecycle.undo_after(exc)
+        raise
+    return Service(
+        driver, app.store, app.engine, app.ari, task, app.journal, app.audit, app.metrics, app
+    )
 
 
 async def stop_service(service: Service) -> None:
-    service.task.cancel()
-    await asyncio.gather(service.task, return_exceptions=True)
-    await service.engine.close()
-    await service.journal.flush(timeout=2)
-    await service.journal.close()
-    await service.audit.flush(timeout=2)
-    await service.audit.close()
-    await service.engine.resolver.stop()
+    """Undo everything ``start_service`` started, in reverse (``TeardownError`` if any fails)."""
+    try:
+        await service.app.close()
+    finally:
+        if service.journal is not service.app.journal:  # a test swapped in its own
+            await service.journal.stop()
 
 
 def sim_only(driver: Driver) -> SimDriver:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ari_metaflows.db.database import Database
+from ari_metaflows.lifecycle import Lifecycle
 from ari_metaflows.metaflows.resolver import LegIdentity, MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
 
@@ -28,17 +29,19 @@ class CountingStore(MetaflowStore):
 
 
 async def main(url: str) -> None:
-    db = Database(url)
-    await db.open(max_size=2)
-    store = CountingStore(db)
-    resolver = MetaflowResolver(store, listen_url=url)
-    await resolver.start()
-    await asyncio.wait_for(resolver.listening.wait(), 10)
-    print("ready", flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    try:
+    async with Lifecycle("resolver probe") as life:
+        db = Database(url)
+        await db.open(max_size=2)
+        life.push("database pool", db.close)
+        store = CountingStore(db)
+        resolver = MetaflowResolver(store, listen_url=url)
+        await resolver.start()
+        life.push("metaflow listener", resolver.stop)
+        await asyncio.wait_for(resolver.listening.wait(), 10)
+        print("ready", flush=True)
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         while line := (await reader.readline()).decode().split():
             if line[0] == "resolve":
                 account, user, device = (None if v == "-" else v for v in line[1:4])
@@ -54,9 +57,6 @@ async def main(url: str) -> None:
                     ),
                     flush=True,
                 )
-    finally:
-        await resolver.stop()
-        await db.close()
 
 
 if __name__ == "__main__":

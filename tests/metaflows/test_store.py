@@ -10,10 +10,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database
 from ari_metaflows.errors import DatastoreUnavailable, RevisionConflict
 from ari_metaflows.metaflows.documents import validate_document
-from ari_metaflows.metaflows.resolver import LegIdentity, ListenerBackoff, MetaflowResolver
+from ari_metaflows.metaflows.resolver import LegIdentity, MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner, normalise_revision
 from ari_metaflows.testing.eventually import eventually
 
@@ -215,7 +216,7 @@ async def test_listener_reconnects_and_clears_the_cache(
     store: MetaflowStore, database_url: str
 ) -> None:
     resolver = MetaflowResolver(
-        store, listen_url=database_url, backoff=ListenerBackoff(initial=0.05, maximum=0.1)
+        store, listen_url=database_url, backoff=Backoff(initial=0.05, maximum=0.1)
     )
     seen: list[str | None] = []
     resolver.add_invalidation_listener(seen.append)

@@ -15,6 +15,7 @@ from typing import Any
 from ari_metaflows.audit import AuditTrail, EventStore, MetaflowEvent
 from ari_metaflows.audit.trail import TrailLimits
 from ari_metaflows.auth.tokens import TokenStore
+from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database, DatabaseTimeouts
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.metrics import Metrics
@@ -241,8 +242,9 @@ async def test_the_trail_waits_out_an_outage_and_spills_on_shutdown(
     flaky = Database(proxy.url_for(database_url), timeouts=DatabaseTimeouts(acquire=0.5))
     await flaky.open()
     spill = tmp_path / "audit.pending.jsonl"
-    limits = TrailLimits(linger=0.01, retry_initial=0.02, retry_max=0.05)
-    trail = AuditTrail(EventStore(flaky), spill, limits)
+    limits = TrailLimits(linger=0.01)
+    retry = Backoff(initial=0.02, maximum=0.05)
+    trail = AuditTrail(EventStore(flaky), spill, limits, retry)
     await trail.start()
     now = datetime.now(UTC)
     try:
@@ -267,7 +269,7 @@ async def test_the_trail_waits_out_an_outage_and_spills_on_shutdown(
         await proxy.close()
         await flaky.close()
 
-    again = AuditTrail(EventStore(db), spill, limits)
+    again = AuditTrail(EventStore(db), spill, limits, retry)
     await again.start()
     try:
         assert await again.flush(timeout=5)
