@@ -24,12 +24,17 @@ from ari_metaflows.auth.tokens import Authenticator, TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.db.embedded import start_embedded_postgres
 from ari_metaflows.db.migrate import apply_migrations
+from ari_metaflows.features import build_registry
+from ari_metaflows.metaflows.documents import use_modules
 from ari_metaflows.metaflows.store import MetaflowStore
 from ari_metaflows.testing.scenario import Driver, SimDriver, driver_from_environment
 
 from .helpers.engine_service import ADMIN_TOKEN, Service, running_service
 
 TEMPLATE_DB = "metaflows_template"
+
+# Documents are validated with the modules of the features, as the service wires them.
+use_modules(build_registry().modules)
 
 
 def with_database(url: str, name: str) -> str:

@@ -6,8 +6,12 @@ from functools import cache
 from typing import Any
 
 from .. import __version__
-from ..metaflows.documents import MAX_CHILD_DEPTH, NUMBER_KEY_PATTERN, TOP_LEVEL_SCHEMA
-from ..metaflows.module_schemas import MODULE_SPECS
+from ..metaflows.documents import (
+    MAX_CHILD_DEPTH,
+    NUMBER_KEY_PATTERN,
+    TOP_LEVEL_SCHEMA,
+    module_specs,
+)
 
 _REF = "#/components/schemas/"
 
@@ -52,7 +56,7 @@ def _node_schema() -> dict[str, Any]:
         "required": ["module"],
         "description": f"A metaflow node; children nest at most {MAX_CHILD_DEPTH} levels.",
         "properties": {
-            "module": {"type": "string", "enum": sorted(MODULE_SPECS)},
+            "module": {"type": "string", "enum": sorted(module_specs())},
             "data": {"type": "object", "description": "validated by the module's data schema"},
             "children": {"type": "object", "additionalProperties": _ref("MetaflowNode")},
         },
@@ -274,7 +278,7 @@ def openapi_document() -> dict[str, Any]:
                 "MetaflowNode": _node_schema(),
                 **{
                     f"ModuleData.{name}": dict(spec.schema)
-                    for name, spec in sorted(MODULE_SPECS.items())
+                    for name, spec in sorted(module_specs().items())
                 },
             },
         },

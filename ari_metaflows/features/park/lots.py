@@ -11,14 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ...errors import SlotUnavailable
+
 if TYPE_CHECKING:
-    from .call import Call
+    from ...calls.call import Call
 
 _SUFFIX = re.compile(r"-[0-9a-f]{8}(;[12])?$")
-
-
-class SlotUnavailable(Exception):
-    """The wanted slot is outside the lot, taken, or the lot is full."""
 
 
 @dataclass(frozen=True)
