@@ -20,23 +20,28 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from ..audit import MetaflowEvent
 from ..backoff import Backoff
 from ..errors import AriError, AriUnavailable, DatastoreUnavailable, Gone, ModuleFailed
 from ..metaflows.documents import EffectiveMetaflows, Node
-from ..metaflows.resolver import LegIdentity
-from ..metrics import DISPATCH, Dispatch
+from ..metaflows.resolver import LegIdentity, MetaflowResolver
+from ..metrics import DISPATCH, Dispatch, Metrics
 from .collector import Collector, Match, NoMatch, new_collector
-from .feature import ModuleContext, Playbacks, run_flow
+from .feature import (
+    DigitHook,
+    EngineHandle,
+    FeatureRegistry,
+    Interceptor,
+    ModuleContext,
+    Playbacks,
+    run_flow,
+)
 from .identity import identity_of
 from .leg import Leg, Phase, Role
 from .mailbox import Mailbox
 from .messages import TICK, Adopted, Ask, LegGone, Message, Refresh, Resolve, RunNode
-
-if TYPE_CHECKING:
-    from .engine import CallEngine
 
 logger = logging.getLogger(__name__)
 
@@ -51,33 +56,31 @@ METAFLOW_RETRY = (1.0, 30.0)  # first and longest wait before resolving metaflow
 FLOWS_GRACE = 5.0  # the most a call's end waits for its cancelled flows (s)
 
 
-@dataclass(frozen=True)
-class CallTimeouts:
-    """Ring timeout when ``Stasis(…,dial,…)`` gives none, and the most we ever ring."""
+class Host(EngineHandle, Protocol):
+    """What a call needs of its engine (``CallEngine``), beyond what features may use."""
 
-    ring_default: float = 60.0
-    ring_max: float = 600.0
+    features: FeatureRegistry
+    metrics: Metrics
+    resolver: MetaflowResolver
+    default_account: str | None
+    flows_started: int
 
+    def track_channel(self, channel_id: str, call: Call) -> None: ...
 
-class Interceptor(Protocol):
-    """A feature that takes over some of the call's events for a while (an attended transfer
-    takes the transferor's digits and the target's progress). Registered and removed by the
-    call's task; ``deliver`` must not block."""
+    def track_bridge(self, bridge_id: str, call: Call) -> None: ...
 
-    def wants(self, event: dict[str, Any]) -> bool: ...
+    def forget(self, call: Call) -> None: ...
 
-    def wants_gone(self, role: str) -> bool: ...
+    def destroy_bridge_later(self, bridge_id: str) -> None: ...
 
-    def deliver(self, item: dict[str, Any] | LegGone) -> None: ...
+    def audit_record(self, event: MetaflowEvent) -> None: ...
 
-
-# Looks at a digit before the collectors; True when it consumed the digit.
-DigitHook = Callable[["Call", str, str], bool]
+    def record_match(self, call: Call, owner: str, match: Match) -> None: ...
 
 
 @dataclass(eq=False)
 class Call:
-    engine: CallEngine
+    engine: Host
     id: str
     dialstring: str
     ring_timeout: float
@@ -507,6 +510,14 @@ class Call:
     def add_leg(self, leg: Leg) -> None:
         self.legs[leg.role] = leg
         self.engine.track_channel(leg.channel_id, self)
+
+    def track_channel(self, channel_id: str) -> None:
+        """Events of this channel come to this call."""
+        self.engine.track_channel(channel_id, self)
+
+    def track_bridge(self, bridge_id: str) -> None:
+        """Events of this bridge come to this call."""
+        self.engine.track_bridge(bridge_id, self)
 
     def drop_leg(self, role: str) -> None:
         """Forget a leg that never joined (say, a transfer target that failed)."""

@@ -16,7 +16,6 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..ari.gateway import AriGateway
@@ -25,22 +24,17 @@ from ..errors import AriError, AriUnavailable, AsteriskUnavailable, NotFound
 from ..metaflows.documents import Node
 from ..metaflows.resolver import LegIdentity, MetaflowResolver
 from ..metrics import Metrics
-from .call import CALLEE, CALLER, Call, CallTimeouts
+from .call import CALLEE, CALLER, Call
 from .collector import Match
 from .feature import FeatureRegistry
 from .identity import identity_of
 from .leg import Leg, Phase
 from .messages import Adopted, LegGone, Refresh, RunNode
+from .settings import CallTimeouts, EngineSettings
+
+__all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    app: str
-    default_account: str | None
-    transfer_context: str
-    timeouts: CallTimeouts = field(default_factory=CallTimeouts)
 
 
 class CallEngine:

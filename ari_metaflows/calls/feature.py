@@ -20,15 +20,20 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from ..ari.gateway import AriError, AriGateway, AriUnavailable
+from ..audit import MetaflowEvent
 from ..errors import ModuleFailed
+from ..metaflows.documents import EffectiveMetaflows, Node
+from ..metaflows.resolver import LegIdentity
 from ..metaflows.schema import Schema
+from .collector import Collector
+from .leg import Leg, Phase
+from .messages import LegGone, Message
+from .settings import EngineSettings
 
-if TYPE_CHECKING:
-    from .call import Call
-    from .engine import CallEngine
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +64,129 @@ class Playbacks:
         return [pid for pid, target in self.by_id.items() if target in targets]
 
 
+class Interceptor(Protocol):
+    """A feature that takes over some of the call's events for a while (an attended transfer
+    takes the transferor's digits and the target's progress). Registered and removed by the
+    call's task; ``deliver`` must not block."""
+
+    def wants(self, event: dict[str, Any]) -> bool: ...
+
+    def wants_gone(self, role: str) -> bool: ...
+
+    def deliver(self, item: dict[str, Any] | LegGone) -> None: ...
+
+
+class EngineHandle(Protocol):
+    """What a feature may use of the call engine."""
+
+    @property
+    def gateway(self) -> AriGateway | None: ...
+
+    @property
+    def settings(self) -> EngineSettings: ...
+
+    @property
+    def features(self) -> FeatureRegistry: ...
+
+    def gateway_or_raise(self) -> AriGateway: ...
+
+    def untrack_channel(self, channel_id: str) -> None: ...
+
+    async def hangup(self, channel_id: str) -> None: ...
+
+    async def send_on(self, channel_id: str, status: str, variable: str) -> None: ...
+
+    async def identity_of_channel(
+        self, gateway: AriGateway, channel: dict[str, Any]
+    ) -> LegIdentity | None: ...
+
+
+class CallHandle(Protocol):
+    """What a feature may do with a call (``calls.call.Call``). Reading is free; changing
+    the call's state is for the call's own task: from a flow, wrap changes in ``ask``."""
+
+    id: str
+    legs: dict[str, Leg]
+    bridge_id: str | None
+    collectors: dict[str, Collector]
+    playbacks: Playbacks
+    feature_state: dict[str, Any]
+    interceptors: tuple[Interceptor, ...]
+
+    @property
+    def engine(self) -> EngineHandle: ...
+
+    @property
+    def phase(self) -> Phase: ...
+
+    def submit(self, event: dict[str, Any] | Message) -> None: ...
+
+    async def ask(self, action: Callable[[], T]) -> T: ...
+
+    async def ask_async(self, action: Callable[[], Awaitable[T]]) -> T: ...
+
+    def post(self, action: Callable[[], object]) -> None: ...
+
+    async def safely(self, action: Awaitable[Any]) -> None: ...
+
+    async def leaving(self, reason: str) -> None: ...
+
+    async def dial_with_retry(
+        self, channel_id: str, caller_id: str, timeout: int | None = None
+    ) -> None: ...
+
+    async def owner_of(
+        self, snapshot: dict[str, Any]
+    ) -> tuple[LegIdentity | None, EffectiveMetaflows | None]: ...
+
+    # the call's task only (or through ask)
+    def other(self, role: str) -> str: ...
+
+    def require_connected(self, presser: str) -> tuple[Leg, Leg]: ...
+
+    def release(self, role: str, released: bool = True) -> None: ...
+
+    def set_phase(self, phase: Phase) -> None: ...
+
+    def set_deadline(self, feature: str, when: float) -> None: ...
+
+    def clear_deadline(self, feature: str) -> None: ...
+
+    def add_leg(self, leg: Leg) -> None: ...
+
+    def drop_leg(self, role: str) -> None: ...
+
+    def replace_leg(self, role: str, leg: Leg, *, resolve: bool) -> None: ...
+
+    def mark_gone(self, role: str) -> None: ...
+
+    def track_channel(self, channel_id: str) -> None: ...
+
+    def track_bridge(self, bridge_id: str) -> None: ...
+
+    def add_interceptor(self, interceptor: Interceptor) -> None: ...
+
+    def remove_interceptor(self, interceptor: Interceptor) -> None: ...
+
+    def add_digit_hook(self, hook: DigitHook) -> None: ...
+
+    def remove_digit_hook(self, hook: DigitHook) -> None: ...
+
+    def build_collectors(self) -> None: ...
+
+    def audit_event(
+        self, presser: str, owner: str | None, trigger: str, outcome: str
+    ) -> MetaflowEvent | None: ...
+
+    def launch(
+        self, node: Node, presser: str, injected: dict[str, Any], audit: MetaflowEvent | None
+    ) -> None: ...
+
+
+# Looks at a digit before the collectors (in the call's task); True when it consumed it.
+DigitHook = Callable[[CallHandle, str, str], bool]
+
+
 @dataclass(frozen=True)
 class ModuleContext:
     """What a module gets: the call's legs as they were when the flow started, the gateway,
@@ -72,9 +200,9 @@ class ModuleContext:
     data: Mapping[str, Any]
     playbacks: Playbacks
     settings: Any = None
-    call: Call | None = None
+    call: CallHandle | None = None
 
-    def require_call(self) -> Call:
+    def require_call(self) -> CallHandle:
         if self.call is None:
             raise ModuleFailed("this module needs a live call")
         return self.call
@@ -112,7 +240,7 @@ class ModuleSpec:
         return self.schema["properties"][name]["default"]
 
 
-StasisEntry = Callable[["CallEngine", dict[str, Any], list[str]], Awaitable[None]]
+StasisEntry = Callable[[EngineHandle, dict[str, Any], list[str]], Awaitable[None]]
 
 
 class Feature(Protocol):
@@ -123,26 +251,26 @@ class Feature(Protocol):
     events: frozenset[str]  # ARI event types delivered to ``on_event``
     stasis_entries: Mapping[str, StasisEntry]  # Stasis(app,<arg0>,...) this feature serves
 
-    async def on_event(self, call: Call, event: dict[str, Any]) -> None:
+    async def on_event(self, call: CallHandle, event: dict[str, Any]) -> None:
         """An ARI event of a type in ``events`` arrived for ``call``."""
 
-    async def on_timer(self, call: Call, now: float) -> None:
+    async def on_timer(self, call: CallHandle, now: float) -> None:
         """A deadline this feature set with ``call.set_deadline`` has passed."""
 
-    async def on_leg_gone(self, call: Call, role: str) -> bool:
+    async def on_leg_gone(self, call: CallHandle, role: str) -> bool:
         """A party left; True when the feature keeps the call going (the core then does
         nothing more)."""
 
-    async def on_leaving(self, call: Call, reason: str) -> None:
+    async def on_leaving(self, call: CallHandle, reason: str) -> None:
         """The call's media is about to leave its bridge (transfer, park, sent on)."""
 
-    async def on_call_end(self, call: Call) -> None:
+    async def on_call_end(self, call: CallHandle) -> None:
         """The call ends: release what the feature holds for it."""
 
-    def busy(self, call: Call) -> str | None:
+    def busy(self, call: CallHandle) -> str | None:
         """Why the call cannot be reshaped now (say, a transfer runs), or None."""
 
-    def describe(self, call: Call, role: str) -> Mapping[str, Any]:
+    def describe(self, call: CallHandle, role: str) -> Mapping[str, Any]:
         """Fields of this feature in the channels listing of ``role``'s leg."""
 
 
@@ -154,25 +282,25 @@ class BaseFeature:
     events: frozenset[str] = frozenset()
     stasis_entries: Mapping[str, StasisEntry] = {}
 
-    async def on_event(self, call: Call, event: dict[str, Any]) -> None:
+    async def on_event(self, call: CallHandle, event: dict[str, Any]) -> None:
         return None
 
-    async def on_timer(self, call: Call, now: float) -> None:
+    async def on_timer(self, call: CallHandle, now: float) -> None:
         return None
 
-    async def on_leg_gone(self, call: Call, role: str) -> bool:
+    async def on_leg_gone(self, call: CallHandle, role: str) -> bool:
         return False
 
-    async def on_leaving(self, call: Call, reason: str) -> None:
+    async def on_leaving(self, call: CallHandle, reason: str) -> None:
         return None
 
-    async def on_call_end(self, call: Call) -> None:
+    async def on_call_end(self, call: CallHandle) -> None:
         return None
 
-    def busy(self, call: Call) -> str | None:
+    def busy(self, call: CallHandle) -> str | None:
         return None
 
-    def describe(self, call: Call, role: str) -> Mapping[str, Any]:
+    def describe(self, call: CallHandle, role: str) -> Mapping[str, Any]:
         return {}
 
 

@@ -10,8 +10,14 @@ from __future__ import annotations
 import logging
 from functools import partial
 
-from ...calls.call import Call
-from ...calls.feature import EXTENSION_RE, BaseFeature, ModuleContext, ModuleSpec, first_capture
+from ...calls.feature import (
+    EXTENSION_RE,
+    BaseFeature,
+    CallHandle,
+    ModuleContext,
+    ModuleSpec,
+    first_capture,
+)
 from ...calls.leg import Phase
 from ...errors import AriError, AriUnavailable, ModuleFailed
 from ...metaflows.fragments import CONTEXT, EMPTY, EXTENSION, leg
@@ -68,7 +74,9 @@ def _default_context(ctx: ModuleContext) -> str:
     return context if isinstance(context, str) else "default"
 
 
-async def send_on(call: Call, roles: list[str], context: str, extension: str, priority: int) -> str:
+async def send_on(
+    call: CallHandle, roles: list[str], context: str, extension: str, priority: int
+) -> str:
     """Legs continue in the dialplan; the app's part of the call ends (legs not sent on are
     hung up, as after a blind transfer)."""
     if not EXTENSION_RE.match(extension):

@@ -12,8 +12,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ...calls.call import Call
-from ...calls.feature import BaseFeature, ModuleContext, ModuleSpec
+from ...calls.feature import BaseFeature, CallHandle, ModuleContext, ModuleSpec
 from ...errors import AriError, AriUnavailable, ModuleFailed
 from ...metaflows.documents import Node
 from ...metaflows.fragments import EMPTY, MOH_CLASS
@@ -40,7 +39,7 @@ class Hold:
     unhold_key: str
 
 
-def held(call: Call) -> Hold | None:
+def held(call: CallHandle) -> Hold | None:
     state: Hold | None = call.feature_state.get(NAME)
     return state
 
@@ -57,7 +56,7 @@ async def resume_module(ctx: ModuleContext) -> str | None:
     return await resume(ctx.require_call(), ctx.presser)
 
 
-async def hold(call: Call, presser: str, moh_class: str | None, unhold_key: str) -> str:
+async def hold(call: CallHandle, presser: str, moh_class: str | None, unhold_key: str) -> str:
     """The other party hears music on hold; the presser leaves the bridge (silence)."""
 
     def claim() -> tuple[str, str] | None:
@@ -85,13 +84,13 @@ async def hold(call: Call, presser: str, moh_class: str | None, unhold_key: str)
     return "held"
 
 
-def _unclaim(call: Call) -> Hold | None:
+def _unclaim(call: CallHandle) -> Hold | None:
     state: Hold | None = call.feature_state.pop(NAME, None)
     call.remove_digit_hook(_unhold_digit)
     return state
 
 
-async def resume(call: Call, presser: str) -> str:
+async def resume(call: CallHandle, presser: str) -> str:
     state = await call.ask(lambda: _unclaim(call))
     if state is None:
         return "not_held"
@@ -105,7 +104,7 @@ async def resume(call: Call, presser: str) -> str:
     return "resumed"
 
 
-def _unhold_digit(call: Call, role: str, digit: str) -> bool:
+def _unhold_digit(call: CallHandle, role: str, digit: str) -> bool:
     """The holder's unhold key resumes the call, unless the holder is in the middle of a code."""
     state = held(call)
     if state is None or role != state.holder or digit != state.unhold_key:
@@ -132,8 +131,8 @@ class HoldFeature(BaseFeature):
             "resume": ModuleSpec(RESUME, resume_module),
         }
 
-    def busy(self, call: Call) -> str | None:
+    def busy(self, call: CallHandle) -> str | None:
         return "the call is on hold; resume it first" if held(call) is not None else None
 
-    def describe(self, call: Call, role: str) -> dict[str, Any]:
+    def describe(self, call: CallHandle, role: str) -> dict[str, Any]:
         return {"held": held(call) is not None}

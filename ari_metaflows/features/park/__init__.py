@@ -16,9 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...ari.gateway import AriGateway
-from ...calls.call import Call
-from ...calls.engine import CallEngine
-from ...calls.feature import BaseFeature, ModuleContext, ModuleSpec, first_capture
+from ...calls.feature import (
+    BaseFeature,
+    CallHandle,
+    EngineHandle,
+    ModuleContext,
+    ModuleSpec,
+    first_capture,
+)
 from ...calls.leg import Leg, Phase
 from ...errors import AriError, AriUnavailable, Gone, ModuleFailed, SlotUnavailable
 from ...metaflows.schema import Schema
@@ -57,7 +62,7 @@ class ParkState:
     hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
 
 
-def parked(call: Call) -> Parked | None:
+def parked(call: CallHandle) -> Parked | None:
     state: ParkState | None = call.feature_state.get(NAME)
     return state.parked if state is not None else None
 
@@ -90,7 +95,7 @@ class ParkFeature(BaseFeature):
             float(timeout) if isinstance(timeout, int) else float(TIMEOUT),
         )
 
-    async def park(self, call: Call, presser: str, wanted: str | None, timeout: float) -> str:
+    async def park(self, call: CallHandle, presser: str, wanted: str | None, timeout: float) -> str:
         gateway = call.engine.gateway_or_raise()
         try:
             parker_channel, bridge_id, slot, account = await call.ask(
@@ -115,7 +120,7 @@ class ParkFeature(BaseFeature):
         return "parked"
 
     def _claim(
-        self, call: Call, presser: str, wanted: str | None, timeout: float
+        self, call: CallHandle, presser: str, wanted: str | None, timeout: float
     ) -> tuple[str, str, str, str]:
         """In the call's task: take a slot and put the call in the parked phase."""
         parker, parked_leg = call.require_connected(presser)
@@ -139,18 +144,18 @@ class ParkFeature(BaseFeature):
         assert call.bridge_id is not None
         return parker.channel_id, call.bridge_id, slot, identity.account_id
 
-    def _state(self, call: Call) -> ParkState:
+    def _state(self, call: CallHandle) -> ParkState:
         state: ParkState | None = call.feature_state.get(NAME)
         if state is None:
             state = call.feature_state[NAME] = ParkState()
         return state
 
-    def _hang_up_after(self, call: Call, playback: str, channel_id: str) -> None:
+    def _hang_up_after(self, call: CallHandle, playback: str, channel_id: str) -> None:
         self._state(call).hangup_after[playback] = channel_id
 
     # -- hooks (the call's task) ----------------------------------------------------------
 
-    async def on_event(self, call: Call, event: dict[str, Any]) -> None:
+    async def on_event(self, call: CallHandle, event: dict[str, Any]) -> None:
         state: ParkState | None = call.feature_state.get(NAME)
         if state is None or not state.hangup_after:
             return
@@ -160,7 +165,7 @@ class ParkFeature(BaseFeature):
         if then_hang_up is not None and gateway is not None:
             await call.safely(gateway.hangup(then_hang_up))
 
-    async def on_timer(self, call: Call, now: float) -> None:
+    async def on_timer(self, call: CallHandle, now: float) -> None:
         state = parked(call)
         if state is None or call.phase is not Phase.PARKED:
             return
@@ -177,19 +182,19 @@ class ParkFeature(BaseFeature):
         await call.safely(gateway.set_variable(leg.channel_id, "METAFLOWS_PARKED_SLOT", state.slot))
         await self._send_parked_leg(call, leg, self.timeout_context, state.slot, 1)
 
-    async def on_leg_gone(self, call: Call, role: str) -> bool:
+    async def on_leg_gone(self, call: CallHandle, role: str) -> bool:
         state = parked(call)
         # The parker leaves after hearing the slot; the parked party waits.
         return call.phase is Phase.PARKED and state is not None and role != state.role
 
-    async def on_call_end(self, call: Call) -> None:
+    async def on_call_end(self, call: CallHandle) -> None:
         self._unpark_slot(call)
 
-    def describe(self, call: Call, role: str) -> dict[str, Any]:
+    def describe(self, call: CallHandle, role: str) -> dict[str, Any]:
         state = parked(call)
         return {"parked_slot": state.slot if state else None}
 
-    def _unpark_slot(self, call: Call) -> None:
+    def _unpark_slot(self, call: CallHandle) -> None:
         state: ParkState | None = call.feature_state.get(NAME)
         if state is not None and state.parked is not None:
             self.lots.release(state.parked.account_id, state.parked.slot, call)
@@ -198,7 +203,7 @@ class ParkFeature(BaseFeature):
 
     # -- retrieval ------------------------------------------------------------------------
 
-    async def unpark(self, engine: CallEngine, channel: dict[str, Any], args: list[str]) -> None:
+    async def unpark(self, engine: EngineHandle, channel: dict[str, Any], args: list[str]) -> None:
         """``Stasis(metaflows,unpark,<slot>)``: hand the channel to the parked call, or send it
         on with ``METAFLOWS_UNPARK_STATUS=EMPTY`` (the dialplan plays the sound)."""
         gateway = engine.gateway
@@ -211,10 +216,12 @@ class ParkFeature(BaseFeature):
             logger.info("unpark of slot %s by %s: nothing parked there", slot, channel.get("name"))
             await engine.send_on(channel["id"], "EMPTY", "METAFLOWS_UNPARK_STATUS")
             return
-        engine.track_channel(channel["id"], call)
+        call.track_channel(channel["id"])
         call.post(lambda: self._retrieved(call, gateway, channel))
 
-    async def _retrieved(self, call: Call, gateway: AriGateway, snapshot: dict[str, Any]) -> None:
+    async def _retrieved(
+        self, call: CallHandle, gateway: AriGateway, snapshot: dict[str, Any]
+    ) -> None:
         """In the call's task: the retrieving channel takes the parker's place."""
         channel_id = snapshot["id"]
         state = parked(call)
@@ -258,7 +265,7 @@ class ParkFeature(BaseFeature):
         return True
 
     async def _send_parked_on(
-        self, call: Call, context: str, extension: str, priority: int
+        self, call: CallHandle, context: str, extension: str, priority: int
     ) -> None:
         state = parked(call)
         if state is None or call.phase is not Phase.PARKED:
@@ -267,7 +274,7 @@ class ParkFeature(BaseFeature):
         await self._send_parked_leg(call, call.legs[state.role], context, extension, priority)
 
     async def _send_parked_leg(
-        self, call: Call, leg: Leg, context: str, extension: str, priority: int
+        self, call: CallHandle, leg: Leg, context: str, extension: str, priority: int
     ) -> None:
         gateway = call.engine.gateway_or_raise()
         leg.released = True
@@ -305,7 +312,7 @@ class ParkFeature(BaseFeature):
         return found
 
 
-def parking_lots(engine: CallEngine) -> ParkingLots:
+def parking_lots(engine: EngineHandle) -> ParkingLots:
     """The parking lots of the engine's park feature."""
     feature = engine.features.get(NAME)
     if not isinstance(feature, ParkFeature):

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ...calls.call import Call
-from ...calls.feature import BaseFeature, ModuleContext, ModuleSpec
+from ...calls.feature import BaseFeature, CallHandle, ModuleContext, ModuleSpec
 from ...errors import ModuleFailed
 from ...recordings import Recording, RecordingJournal
 from .recorder import CallRecorder, owner_of
@@ -29,7 +28,7 @@ __all__ = [
 ]
 
 
-def recorder_of(call: Call) -> CallRecorder | None:
+def recorder_of(call: CallHandle) -> CallRecorder | None:
     """The call's recorder, if anything was ever recorded on it."""
     recorder: CallRecorder | None = call.feature_state.get(NAME)
     return recorder
@@ -43,7 +42,7 @@ class RecordingFeature(BaseFeature):
         self.journal = journal
         self.modules = {"record_call": ModuleSpec(RECORD_CALL, self.record_call)}
 
-    def _recorder(self, call: Call) -> CallRecorder:
+    def _recorder(self, call: CallHandle) -> CallRecorder:
         recorder = recorder_of(call)
         if recorder is None:
             recorder = call.feature_state[NAME] = CallRecorder(call.id, self.journal)
@@ -55,7 +54,9 @@ class RecordingFeature(BaseFeature):
         call = ctx.require_call()
         return await call.ask_async(lambda: self.record(call, ctx.presser, action, options))
 
-    async def record(self, call: Call, presser: str, action: str, options: dict[str, Any]) -> str:
+    async def record(
+        self, call: CallHandle, presser: str, action: str, options: dict[str, Any]
+    ) -> str:
         """Runs in the call's own task (the recorder is call state)."""
         gateway = call.engine.gateway_or_raise()
         recorder = self._recorder(call)
@@ -81,22 +82,22 @@ class RecordingFeature(BaseFeature):
             return await recorder.mask(gateway, action == "mask")
         raise ModuleFailed(f"unknown record_call action {action!r}")
 
-    async def on_event(self, call: Call, event: dict[str, Any]) -> None:
+    async def on_event(self, call: CallHandle, event: dict[str, Any]) -> None:
         recorder = recorder_of(call)
         if recorder is not None:
             recorder.on_event(event)
 
-    async def on_leaving(self, call: Call, reason: str) -> None:
+    async def on_leaving(self, call: CallHandle, reason: str) -> None:
         recorder = recorder_of(call)
         if recorder is not None:
             await recorder.stop(call.engine.gateway_or_raise(), reason)
 
-    async def on_call_end(self, call: Call) -> None:
+    async def on_call_end(self, call: CallHandle) -> None:
         recorder = recorder_of(call)
         if recorder is not None:
             await recorder.stop(call.engine.gateway, "ended with the call")
 
-    def describe(self, call: Call, role: str) -> dict[str, Any]:
+    def describe(self, call: CallHandle, role: str) -> dict[str, Any]:
         recorder = recorder_of(call)
         current = recorder.current if recorder is not None else None
         return {
@@ -105,12 +106,12 @@ class RecordingFeature(BaseFeature):
         }
 
 
-def current_recording(call: Call) -> Recording | None:
+def current_recording(call: CallHandle) -> Recording | None:
     """What the call is recording now, if anything."""
     recorder = recorder_of(call)
     return recorder.current if recorder is not None else None
 
 
-def recording_masked(call: Call) -> bool:
+def recording_masked(call: CallHandle) -> bool:
     recorder = recorder_of(call)
     return recorder.masked if recorder is not None else False

@@ -12,11 +12,11 @@ import logging
 from functools import partial
 from typing import Any
 
-from ...calls.call import Call
-from ...calls.engine import CallEngine
 from ...calls.feature import (
     EXTENSION_RE,
     BaseFeature,
+    CallHandle,
+    EngineHandle,
     ModuleContext,
     ModuleSpec,
     first_capture,
@@ -32,7 +32,7 @@ NAME = "transfer"
 __all__ = ["AttendedTransfer", "TransferFeature", "TransferRequest", "transfer_of"]
 
 
-def transfer_of(call: Call) -> AttendedTransfer | None:
+def transfer_of(call: CallHandle) -> AttendedTransfer | None:
     """The attended transfer running on the call, if any."""
     transfer: AttendedTransfer | None = call.feature_state.get(NAME)
     return transfer
@@ -73,7 +73,7 @@ async def transfer_module(ctx: ModuleContext) -> str | None:
     return await attended_transfer(call, ctx.presser, request)
 
 
-async def blind_transfer(call: Call, presser: str, extension: str) -> str:
+async def blind_transfer(call: CallHandle, presser: str, extension: str) -> str:
     """The other party goes on in the dialplan at the transfer context; the presser is hung
     up."""
     if not EXTENSION_RE.match(extension):
@@ -97,7 +97,7 @@ async def blind_transfer(call: Call, presser: str, extension: str) -> str:
     return "transferred"
 
 
-async def attended_transfer(call: Call, presser: str, request: TransferRequest) -> str:
+async def attended_transfer(call: CallHandle, presser: str, request: TransferRequest) -> str:
     if not EXTENSION_RE.match(request.extension):
         raise ModuleFailed(f"{request.extension!r} is not a dialable extension")
 
@@ -117,7 +117,7 @@ async def attended_transfer(call: Call, presser: str, request: TransferRequest) 
             await transfer.finished()
 
 
-async def _hang_up_stray(engine: CallEngine, channel: dict[str, Any], args: list[str]) -> None:
+async def _hang_up_stray(engine: EngineHandle, channel: dict[str, Any], args: list[str]) -> None:
     """A transfer target whose call already ended."""
     await engine.hangup(channel["id"])
 
@@ -129,12 +129,12 @@ class TransferFeature(BaseFeature):
         self.stasis_entries = {"transfer": _hang_up_stray}
         self.modules = {"transfer": ModuleSpec(TRANSFER, transfer_module)}
 
-    def busy(self, call: Call) -> str | None:
+    def busy(self, call: CallHandle) -> str | None:
         if transfer_of(call) is not None:
             return "a transfer is already running on this call"
         return None
 
-    def describe(self, call: Call, role: str) -> dict[str, Any]:
+    def describe(self, call: CallHandle, role: str) -> dict[str, Any]:
         transfer = transfer_of(call)
         return {
             "transfer": (

@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from ...calls.call import Call
+from ...calls.feature import CallHandle
 from ...calls.leg import Leg, Role
 from ...calls.messages import LegGone
 from ...errors import AriError, AriUnavailable, Gone
@@ -42,7 +42,9 @@ class TransferRequest:
 
 
 class AttendedTransfer:
-    def __init__(self, call: Call, transferor: str, transferee: str, request: TransferRequest):
+    def __init__(
+        self, call: CallHandle, transferor: str, transferee: str, request: TransferRequest
+    ):
         self.call = call
         self.transferor = transferor
         self.transferee = transferee
@@ -219,7 +221,7 @@ class AttendedTransfer:
             return "completed"
         await self._stop_ringback()
         bridge_id = f"mf-{uuid.uuid4().hex}"
-        self.call.engine.track_bridge(bridge_id, self.call)
+        self.call.track_bridge(bridge_id)
         try:
             self.consult_bridge = await gateway.create_bridge("mixing,dtmf_events", bridge_id)
             await gateway.add_to_bridge(
