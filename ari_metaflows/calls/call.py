@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import inspect
 import logging
 import time
 import uuid
@@ -124,13 +123,13 @@ class Call:
         if self.on_owner_task():
             return await action()
         reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self.queue.put(Ask(action, reply))
+        self.queue.put(Ask(action, reply, awaits=True))
         return await reply
 
-    def post(self, action: Callable[[], object]) -> None:
-        """Like ``ask`` without waiting for the result (for the API and the engine)."""
+    def post(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Like ``ask_async`` without waiting for the result (for the API and the engine)."""
         if self.serving:
-            self.queue.put(Ask(action))
+            self.queue.put(Ask(action, awaits=True))
         else:
             logger.debug("call %s: ended; dropping a request", self.id)
 
@@ -634,7 +633,7 @@ class Call:
         reply = ask.reply
         try:
             result = ask.action()
-            if inspect.isawaitable(result):
+            if ask.awaits:
                 result = await result
         except asyncio.CancelledError:
             if reply is not None and not reply.done():

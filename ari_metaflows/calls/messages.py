@@ -64,11 +64,12 @@ class RunNode:
 @dataclass(frozen=True, slots=True)
 class Ask:
     """Run ``action`` in the call's own task (the only one that changes the call's state);
-    its result or exception goes to ``reply`` when someone waits for it. ``action`` may
-    return an awaitable, which the call's task awaits."""
+    its result or exception goes to ``reply`` when someone waits for it. With ``awaits``,
+    ``action`` returns an awaitable, which the call's task awaits."""
 
     action: Callable[[], Any]
     reply: asyncio.Future[Any] | None = None
+    awaits: bool = False
 
 
 Message = Tick | Refresh | LegGone | Resolve | Adopted | RunNode | Ask
