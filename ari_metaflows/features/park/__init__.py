@@ -98,7 +98,7 @@ class ParkFeature(BaseFeature):
     async def park(self, call: CallHandle, presser: str, wanted: str | None, timeout: float) -> str:
         gateway = call.engine.gateway_or_raise()
         try:
-            parker_channel, bridge_id, slot, account = await call.ask(
+            parker_channel, bridge_id, slot, account, parked_name = await call.ask(
                 lambda: self._claim(call, presser, wanted, timeout)
             )
         except SlotUnavailable:
@@ -116,12 +116,12 @@ class ParkFeature(BaseFeature):
             await call.ask(lambda: self._hang_up_after(call, playback, parker_channel))
         except (AriError, AriUnavailable):
             await call.safely(gateway.hangup(parker_channel))
-        logger.info("call %s: %s parked in slot %s of %s", call.id, presser, slot, account)
+        logger.info("call %s: %s parked in slot %s of %s", call.id, parked_name, slot, account)
         return "parked"
 
     def _claim(
         self, call: CallHandle, presser: str, wanted: str | None, timeout: float
-    ) -> tuple[str, str, str, str]:
+    ) -> tuple[str, str, str, str, str]:
         """In the call's task: take a slot and put the call in the parked phase."""
         parker, parked_leg = call.require_connected(presser)
         identity = parker.identity or parked_leg.identity
@@ -142,7 +142,7 @@ class ParkFeature(BaseFeature):
         call.set_deadline(NAME, now + timeout)
         call.collectors = {}
         assert call.bridge_id is not None
-        return parker.channel_id, call.bridge_id, slot, identity.account_id
+        return parker.channel_id, call.bridge_id, slot, identity.account_id, parked_leg.name
 
     def _state(self, call: CallHandle) -> ParkState:
         state: ParkState | None = call.feature_state.get(NAME)
