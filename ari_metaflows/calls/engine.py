@@ -250,7 +250,7 @@ class CallEngine:
         live = {str(c) for c in application.get("channel_ids", [])}
         for call in list(self.calls.values()):
             for role, leg in call.legs.items():
-                if not leg.gone and leg.channel_id not in live:
+                if leg.party and not leg.gone and leg.channel_id not in live:
                     call.submit(LegGone(role))
         unknown = live - set(self._by_channel)
         if not unknown:
