@@ -22,13 +22,14 @@ from .audit.trail import TrailLimits
 from .auth.tokens import Authenticator, TokenStore
 from .backoff import Backoff
 from .calls.engine import CallEngine, EngineSettings
-from .calls.parking import parse_slot_range
 from .config import ListenAddress, Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
 from .devices import DeviceStore
 from .errors import DatastoreUnavailable
+from .features import build_registry
 from .lifecycle import Lifecycle, StartupError
+from .metaflows.documents import use_modules
 from .metaflows.resolver import LISTENER_RETRY, MetaflowResolver
 from .metaflows.store import MetaflowStore
 from .metrics import Metrics
@@ -144,16 +145,14 @@ def call_side(
 ) -> tuple[CallEngine, AriConnection]:
     """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``)."""
     metrics = metrics or Metrics()
+    features = build_registry(
+        recordings=recordings, park_slots=park_slots, park_timeout_context=park_timeout_context
+    )
+    use_modules(features.modules)
     engine = CallEngine(
-        EngineSettings(
-            app=app,
-            default_account=default_account,
-            transfer_context=transfer_context,
-            park_slots=parse_slot_range(park_slots),
-            park_timeout_context=park_timeout_context,
-        ),
+        EngineSettings(app=app, default_account=default_account, transfer_context=transfer_context),
         resolver,
-        recordings,
+        features=features,
         metrics=metrics,
         audit=audit,
     )

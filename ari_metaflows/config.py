@@ -179,7 +179,7 @@ def load_settings(
         )
     park_slots = get("METAFLOWS_PARK_SLOTS") or defaults.park_slots
     try:
-        from .calls.parking import parse_slot_range
+        from .features.park.lots import parse_slot_range
 
         parse_slot_range(park_slots)
     except ValueError as exc:

@@ -1,14 +1,70 @@
 """The one error tree of the service.
 
-Every failure a client can see is one of these classes. Each carries its HTTP status and a
-stable ``message`` that doubles as the error id (clients may switch on it); the API turns them
-into the Kazoo error envelope in exactly one place (``api.envelope``).
+::
+
+    Exception
+    ├── AriError(status, message)     Asterisk refused an ARI request      (ari.gateway raises)
+    │   └── Gone                      the channel/bridge/playback is gone   (HTTP 404 from ARI)
+    ├── AriUnavailable                Asterisk unreachable or too slow      (ari.gateway raises)
+    ├── ModuleFailed                  a module could not do its job: the flow stops, the call
+    │   │                             goes on; audited as "failed"
+    │   ├── RecordingRefused          record_call could not start or change the recording
+    │   └── SlotUnavailable           park: the slot is outside the lot, taken, or the lot full
+    └── MetaflowsError                what an API client sees: HTTP status + stable message
+        ├── InvalidRequest            400
+        ├── ValidationFailed          400, errors keyed by field path
+        ├── InvalidIdentifier         400
+        ├── Unauthorized              401
+        ├── Forbidden                 403
+        ├── NotFound                  404
+        ├── MethodNotAllowed          405
+        ├── RevisionConflict          409
+        ├── Conflict                  409
+        ├── PayloadTooLarge           413
+        ├── DatastoreUnavailable      503  (also raised by the stores to the call engine)
+        ├── AsteriskUnavailable       503
+        └── NotReady                  503
+
+ARI and module errors never reach a client directly: the API layer raises the MetaflowsError
+that fits. Each MetaflowsError carries its HTTP status and a stable ``message`` that doubles as
+the error id (clients may switch on it); the API turns them into the Kazoo error envelope in
+exactly one place (``api.envelope``). A module that raises anything outside ModuleFailed,
+AriError and AriUnavailable is a bug: its flow logs the traceback and is audited as "error".
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, ClassVar
+
+
+class AriError(Exception):
+    """Asterisk refused a request (status and its message)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status} {message}")
+        self.status = status
+        self.message = message
+
+
+class Gone(AriError):
+    """The channel, bridge, playback or recording no longer exists (HTTP 404)."""
+
+
+class AriUnavailable(Exception):
+    """Asterisk could not be reached."""
+
+
+class ModuleFailed(Exception):
+    """A module could not do its job; the flow stops, the call goes on."""
+
+
+class RecordingRefused(ModuleFailed):
+    """The recording could not start or change (the reason is in the message)."""
+
+
+class SlotUnavailable(ModuleFailed):
+    """The wanted slot is outside the lot, taken, or the lot is full."""
 
 
 class MetaflowsError(Exception):

@@ -24,6 +24,8 @@ from ari_metaflows.auth.tokens import Authenticator, TokenStore
 from ari_metaflows.db.database import Database
 from ari_metaflows.db.embedded import embedded_postgres
 from ari_metaflows.db.migrate import apply_migrations
+from ari_metaflows.features import build_registry
+from ari_metaflows.metaflows.documents import use_modules
 from ari_metaflows.metaflows.store import MetaflowStore
 from ari_metaflows.testing.scenario import Driver, SimDriver, driver_from_environment
 
@@ -31,6 +33,9 @@ from .helpers.engine_service import ADMIN_TOKEN as ADMIN_TOKEN  # re-exported fo
 from .helpers.engine_service import Service, api_client, running_service
 
 TEMPLATE_DB = "metaflows_template"
+
+# Documents are validated with the modules of the features, as the service wires them.
+use_modules(build_registry().modules)
 
 
 def with_database(url: str, name: str) -> str:

@@ -7,8 +7,13 @@ from typing import Any
 
 from .. import __version__
 from ..devices.model import DEVICE_SCHEMA
-from ..metaflows.documents import MAX_CHILD_DEPTH, NUMBER_KEY_PATTERN, TOP_LEVEL_SCHEMA
-from ..metaflows.module_schemas import CALLFLOW_ACTION_REF, MODULE_SPECS
+from ..metaflows.documents import (
+    MAX_CHILD_DEPTH,
+    NUMBER_KEY_PATTERN,
+    TOP_LEVEL_SCHEMA,
+    module_specs,
+)
+from ..metaflows.fragments import CALLFLOW_ACTION_REF
 from ..metaflows.schema import REFS
 
 _REF = "#/components/schemas/"
@@ -54,7 +59,7 @@ def _node_schema() -> dict[str, Any]:
         "required": ["module"],
         "description": f"A metaflow node; children nest at most {MAX_CHILD_DEPTH} levels.",
         "properties": {
-            "module": {"type": "string", "enum": sorted(MODULE_SPECS)},
+            "module": {"type": "string", "enum": sorted(module_specs())},
             "data": {"type": "object", "description": "validated by the module's data schema"},
             "children": {"type": "object", "additionalProperties": _ref("MetaflowNode")},
         },
@@ -383,7 +388,7 @@ def openapi_document() -> dict[str, Any]:
                 "CallflowAction": dict(REFS[CALLFLOW_ACTION_REF]),
                 **{
                     f"ModuleData.{name}": dict(spec.schema)
-                    for name, spec in sorted(MODULE_SPECS.items())
+                    for name, spec in sorted(module_specs().items())
                 },
             },
         },

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import AsteriskUnavailable, InvalidRequest, NotFound
+from ..features.park import ParkFeature
 from .context import CONTEXT
 from .envelope import respond
 from .requests import data_object, path_id, principal_for
@@ -23,12 +24,17 @@ def _engine(request: web.Request) -> Any:
     return engine
 
 
+def _park(engine: Any) -> ParkFeature | None:
+    """The parking service (the park feature of the running engine)."""
+    feature = engine.features.get("park") if engine is not None else None
+    return feature if isinstance(feature, ParkFeature) else None
+
+
 async def list_parked(request: web.Request) -> web.Response:
     account_id = path_id(request, "account_id")
     await principal_for(request, account_id)
-    engine = request.app[CONTEXT].engine
-    lot = engine.parking.of_account(account_id) if engine is not None else {}
-    return respond(request, [call.describe_parked() for call in lot.values() if call.parked])
+    park = _park(request.app[CONTEXT].engine)
+    return respond(request, park.parked_calls(account_id) if park is not None else [])
 
 
 async def retrieve(request: web.Request) -> web.Response:
@@ -52,12 +58,9 @@ async def retrieve(request: web.Request) -> web.Response:
         raise InvalidRequest("data.context must be a dialplan context name")
     if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 99999:
         raise InvalidRequest("data.priority must be a whole number from 1")
-    call = engine.parking.get(account_id, slot)
-    if call is None:
+    park = _park(engine)
+    if park is None or not park.send_parked_on(account_id, slot, context, extension, priority):
         raise NotFound(f"nothing is parked in slot {slot}")
-    call.submit(
-        {"type": "_parked_to", "context": context, "extension": extension, "priority": priority}
-    )
     return respond(request, {"slot": slot, "context": context, "extension": extension}, status=202)
 
 

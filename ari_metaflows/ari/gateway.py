@@ -23,6 +23,9 @@ import aiohttp
 from aiohttp import web_exceptions
 from aioswagger11.http_client import AsynchronousHttpClient
 
+from ..errors import AriError as AriError
+from ..errors import AriUnavailable as AriUnavailable
+from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
 
 logger = logging.getLogger(__name__)
@@ -36,23 +39,6 @@ class AriTimeouts:
     request: float = 5.0
     heartbeat: float = 10.0
     websocket_close: float = 1.0
-
-
-class AriError(Exception):
-    """Asterisk refused a request (status and its message)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status} {message}")
-        self.status = status
-        self.message = message
-
-
-class Gone(AriError):
-    """The channel, bridge, playback or recording no longer exists (HTTP 404)."""
-
-
-class AriUnavailable(Exception):
-    """Asterisk could not be reached."""
 
 
 class _HeaderAuthHttpClient(AsynchronousHttpClient):  # type: ignore[misc]

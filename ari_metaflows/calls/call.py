@@ -1,10 +1,13 @@
 """One call in dial mode: its legs, bridge, collectors and the task that owns them.
 
-Every event of the call goes through ``submit`` into the call's queue and is handled in order
-by its one task, which also owns the call's timers (ring timeout, collector deadlines). Metaflow
-flows run as child tasks so a long module never holds up the call's events; they are cancelled
-when the call ends. Asterisk facts this relies on are in docs/asterisk-facts.md: "answered"
-means ``Dial ANSWER`` or state ``Up`` (a Local callee enters Stasis before it answers).
+Every event of the call goes through ``submit`` into the call's mailbox and is handled in order
+by its one task, which also owns the call's timers (ring timeout, collector deadlines, the
+deadlines features set). Only this task changes the call's state: metaflow flows run as child
+tasks (so a long module never holds up the call's events) and ask it to (``ask``); they are
+cancelled and awaited when the call ends. The call knows legs, bridges and its phase, never a
+feature: features plug in through ``calls.feature.Feature`` (docs/architecture.md). Asterisk
+facts this relies on are in docs/asterisk-facts.md: "answered" means ``Dial ANSWER`` or state
+``Up`` (a Local callee enters Stasis before it answers).
 """
 
 from __future__ import annotations
@@ -14,122 +17,140 @@ import contextvars
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
-from ..ari.gateway import AriError, AriUnavailable, Gone
 from ..audit import MetaflowEvent
 from ..backoff import Backoff, Delays
-from ..errors import DatastoreUnavailable
+from ..errors import AriError, AriUnavailable, DatastoreUnavailable, Gone, ModuleFailed
 from ..metaflows.documents import EffectiveMetaflows, Node
-from ..metaflows.resolver import LegIdentity
-from ..metrics import DISPATCH, Dispatch
-from ..modules import REGISTRY, ModuleContext, ModuleFailed, Playbacks, run_flow
+from ..metaflows.resolver import LegIdentity, MetaflowResolver
+from ..metrics import DISPATCH, Dispatch, Metrics
 from .collector import Collector, Match, NoMatch, new_collector
+from .feature import (
+    DigitHook,
+    EngineHandle,
+    FeatureRegistry,
+    Interceptor,
+    ModuleContext,
+    Playbacks,
+    run_flow,
+)
 from .identity import identity_of
+from .leg import Leg, Phase, Role
 from .mailbox import Mailbox
-from .parking import SlotUnavailable, dial_string_of
-from .recording import CallRecorder, RecordingRefused
-from .transfer import EXTENSION_RE, AttendedTransfer, TransferRequest
-
-if TYPE_CHECKING:
-    from .engine import CallEngine
+from .messages import TICK, Adopted, Ask, LegGone, Message, Refresh, Resolve, RunNode
 
 logger = logging.getLogger(__name__)
 
-CALLER, CALLEE = "caller", "callee"
+T = TypeVar("T")
+CALLER, CALLEE = Role.CALLER, Role.CALLEE
+DIALING, CONNECTED, PARKED, ENDED = Phase.DIALING, Phase.CONNECTED, Phase.PARKED, Phase.ENDED
 FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 _CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
 BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
 DIAL_ATTEMPTS = 5
-_TICK: dict[str, Any] = {"type": "_tick"}  # queued by the call's timer
 METAFLOW_RETRY = Backoff(initial=1.0, maximum=30.0)  # before resolving metaflows again
+FLOWS_GRACE = 5.0  # the most a call's end waits for its cancelled flows (s)
 
 
-@dataclass(frozen=True)
-class CallTimeouts:
-    """Ring timeout when ``Stasis(…,dial,…)`` gives none, and the most we ever ring."""
+class Host(EngineHandle, Protocol):
+    """What a call needs of its engine (``CallEngine``), beyond what features may use."""
 
-    ring_default: float = 60.0
-    ring_max: float = 600.0
+    features: FeatureRegistry
+    metrics: Metrics
+    resolver: MetaflowResolver
+    default_account: str | None
+    flows_started: int
 
+    def track_channel(self, channel_id: str, call: Call) -> None: ...
 
-@dataclass
-class Leg:
-    role: str
-    channel_id: str
-    name: str = ""
-    state: str = "Down"
-    identity: LegIdentity | None = None
-    metaflows: EffectiveMetaflows | None = None
-    gone: bool = False
-    answered: bool = False
-    in_stasis: bool = False
-    released: bool = False  # sent on into the dialplan by us: not ours to hang up
+    def track_bridge(self, bridge_id: str, call: Call) -> None: ...
 
+    def forget(self, call: Call) -> None: ...
 
-@dataclass(frozen=True)
-class Hold:
-    holder: str  # the role that pressed hold (out of the bridge, hearing silence)
-    unhold_key: str
+    def destroy_bridge_later(self, bridge_id: str) -> None: ...
+
+    def audit_record(self, event: MetaflowEvent) -> None: ...
+
+    def record_match(self, call: Call, owner: str, match: Match) -> None: ...
 
 
-@dataclass
-class Parked:
-    account_id: str
-    slot: str
-    role: str  # the parked party
-    parker: str  # the parker's dial string, for the timeout's ring-back
-    deadline: float  # loop time
-    since: float = field(default_factory=time.time)
-    timeout: float = 120.0
-
-
-@dataclass
+@dataclass(eq=False)
 class Call:
-    engine: CallEngine
+    engine: Host
     id: str
     dialstring: str
     ring_timeout: float
     legs: dict[str, Leg] = field(default_factory=dict)
     bridge_id: str | None = None
-    phase: str = "dialing"  # dialing → connected → ended
+    phase: Phase = DIALING
     collectors: dict[str, Collector] = field(default_factory=dict)
     playbacks: Playbacks = field(default_factory=Playbacks)
-    queue: Mailbox[dict[str, Any]] = field(default_factory=Mailbox)
+    queue: Mailbox[dict[str, Any] | Message] = field(default_factory=Mailbox)
     children: set[asyncio.Task[Any]] = field(default_factory=set)
     ring_deadline: float | None = None
     task: asyncio.Task[None] | None = None
-    recorder: CallRecorder = field(init=False)
-    transfer: AttendedTransfer | None = None
-    held: Hold | None = None
-    parked: Parked | None = None
-    hangup_after: dict[str, str] = field(default_factory=dict)  # playback id → channel id
+    feature_state: dict[str, Any] = field(default_factory=dict)  # feature name → its state
+    deadlines: dict[str, float] | None = None  # feature name → loop time (made when needed)
+    interceptors: tuple[Interceptor, ...] = ()
+    digit_hooks: tuple[DigitHook, ...] = ()
+    serving: bool = False  # the owner task is taking messages
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)  # see _arm_timer
     metaflow_retry: asyncio.TimerHandle | None = field(default=None, repr=False)
     metaflow_backoff: Delays | None = field(default=None, repr=False)  # made when needed
 
-    def __post_init__(self) -> None:
-        self.recorder = CallRecorder(self.id, self.engine.recordings)
-
-    def submit(self, event: dict[str, Any]) -> None:
+    def submit(self, event: dict[str, Any] | Message) -> None:
         self.queue.put(event)
+
+    # -- asking the owner task ----------------------------------------------------------------
+
+    def on_owner_task(self) -> bool:
+        return not self.serving or asyncio.current_task() is self.task
+
+    async def ask(self, action: Callable[[], T]) -> T:
+        """Run ``action`` in the call's own task and return its result (or raise its error).
+        From the owner task itself, or once the call stopped serving, it runs at once."""
+        if self.on_owner_task():
+            return action()
+        reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.queue.put(Ask(action, reply))
+        return await reply
+
+    async def ask_async(self, action: Callable[[], Awaitable[T]]) -> T:
+        """``ask`` for a coroutine: the call's task awaits it before taking its next event."""
+        if self.on_owner_task():
+            return await action()
+        reply: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self.queue.put(Ask(action, reply, awaits=True))
+        return await reply
+
+    def post(self, action: Callable[[], Awaitable[object]]) -> None:
+        """Like ``ask_async`` without waiting for the result (for the API and the engine)."""
+        if self.serving:
+            self.queue.put(Ask(action, awaits=True))
+        else:
+            logger.debug("call %s: ended; dropping a request", self.id)
 
     # -- the owner task ---------------------------------------------------------------------
 
     async def run(self, start: dict[str, Any] | None) -> None:
         loop = asyncio.get_running_loop()
         queue = self.queue
+        self.serving = True
         try:
             if start is not None:
                 await self._start(start)
                 start = None  # this frame lives as long as the call: keep no event in it
                 self._arm_timer(loop.time())
-            while self.phase != "ended":
+            while self.phase is not ENDED:
                 # A queued event is taken without suspending: a burst costs no wake-up.
                 event = queue.get_nowait() if len(queue) else await queue.get()
-                if event is not _TICK:
-                    await self._handle(event)
+                if type(event) is dict:
+                    await self._on_event(event)
+                elif event is not TICK:
+                    await self._on_message(event)  # type: ignore[arg-type]
                 del event  # an idle call holds no parsed event (~5 KiB of JSON per leg)
                 now = loop.time()
                 await self._fire_timers(now)
@@ -139,16 +160,40 @@ class Call:
             raise
         except Exception:
             logger.exception("call %s: failed; forgetting it", self.id)
-            if self.phase == "dialing":
+            if self.phase is DIALING:
                 await self._fail("CONGESTION")  # a caller must never stay ringing in Stasis
         finally:
-            self.phase = "ended"
-            self._cancel_children()
+            self.serving = False
+            self.phase = ENDED
+            self._refuse_pending()
             if self.metaflow_retry is not None:
                 self.metaflow_retry.cancel()
             if self.timer is not None:
                 self.timer.cancel()
             self.engine.forget(self)
+            await self._stop_children()
+
+    def _refuse_pending(self) -> None:
+        """Requests that came too late: whoever waits learns the call has ended."""
+        while len(self.queue):
+            item = self.queue.get_nowait()
+            if type(item) is Ask and item.reply is not None and not item.reply.done():
+                item.reply.set_exception(ModuleFailed("the call has ended"))
+
+    def _cancel_children(self) -> None:
+        for child in list(self.children):
+            child.cancel()
+
+    async def _stop_children(self) -> None:
+        """Cancel the call's flows and wait for them (each records its audit row)."""
+        children = list(self.children)
+        if not children:
+            return
+        for child in children:
+            child.cancel()
+        _, pending = await asyncio.wait(children, timeout=FLOWS_GRACE)
+        if pending:
+            logger.warning("call %s: %d flows still ending after the call", self.id, len(pending))
 
     def _arm_timer(self, now: float) -> None:
         """Keep one loop timer at or before the call's earliest deadline. Lazy: a deadline that
@@ -168,25 +213,43 @@ class Call:
 
     def _timer_due(self) -> None:
         self.timer = None
-        self.queue.put(_TICK)
-
-    def _cancel_children(self) -> None:
-        for child in list(self.children):
-            child.cancel()
+        self.queue.put(TICK)
 
     def _next_deadline(self) -> float | None:
-        deadlines = [c.deadline for c in self.collectors.values() if c.deadline is not None]
-        if self.ring_deadline is not None:
-            deadlines.append(self.ring_deadline)
-        if self.parked is not None:
-            deadlines.append(self.parked.deadline)
-        return min(deadlines) if deadlines else None
+        best = self.ring_deadline
+        for collector in self.collectors.values():
+            deadline = collector.deadline
+            if deadline is not None and (best is None or deadline < best):
+                best = deadline
+        if self.deadlines:
+            for deadline in self.deadlines.values():
+                if best is None or deadline < best:
+                    best = deadline
+        return best
+
+    def set_deadline(self, feature: str, when: float) -> None:
+        """``feature``'s ``on_timer`` runs at loop time ``when`` (owner task only)."""
+        if self.deadlines is None:
+            self.deadlines = {}
+        self.deadlines[feature] = when
+        self._arm_timer(asyncio.get_running_loop().time())
+
+    def clear_deadline(self, feature: str) -> None:
+        if self.deadlines:
+            self.deadlines.pop(feature, None)
 
     async def _fire_timers(self, now: float) -> None:
-        if self.parked is not None and now >= self.parked.deadline and self.phase == "parked":
-            await self._park_timed_out()
-            return
-        if self.ring_deadline is not None and now >= self.ring_deadline and self.phase == "dialing":
+        deadlines = self.deadlines
+        if deadlines:
+            due = [name for name, when in deadlines.items() if now >= when]
+            for name in due:
+                del deadlines[name]
+                feature = self.engine.features.by_name.get(name)
+                if feature is not None:
+                    await feature.on_timer(self, now)
+            if due:
+                return
+        if self.ring_deadline is not None and now >= self.ring_deadline and self.phase is DIALING:
             self.ring_deadline = None
             logger.info("call %s: no answer within %.0f s", self.id, self.ring_timeout)
             callee = self.legs.get(CALLEE)
@@ -239,7 +302,7 @@ class Call:
         self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
         if caller.state != "Up":
             await self.safely(gateway.ring(caller.channel_id))
-        caller.identity, caller.metaflows = await self._owner_of(snapshot)
+        caller.identity, caller.metaflows = await self.owner_of(snapshot)
         logger.info("call %s: %s → %s", self.id, caller.name, self.dialstring)
 
     async def dial_with_retry(
@@ -257,7 +320,7 @@ class Call:
                     raise
                 await asyncio.sleep(0.02 * (attempt + 1))
 
-    async def _owner_of(
+    async def owner_of(
         self, snapshot: dict[str, Any]
     ) -> tuple[LegIdentity | None, EffectiveMetaflows | None]:
         gateway = self.engine.gateway_or_raise()
@@ -289,17 +352,24 @@ class Call:
             self._retry_metaflows_later(identity.account_id)
             return identity, None
 
+    async def resolve_leg(self, role: str, snapshot: dict[str, Any]) -> None:
+        """Find the owner and metaflows of ``role``'s leg and rebuild the collectors."""
+        leg = self.legs.get(role)
+        if leg is not None:
+            leg.identity, leg.metaflows = await self.owner_of(snapshot)
+            self.build_collectors()
+
     def _retry_metaflows_later(self, account: str) -> None:
         """The database was away when a leg's metaflows were needed: ask again with capped
         backoff, so the leg does not stay without features for the rest of the call."""
-        if self.metaflow_retry is not None or self.phase == "ended":
+        if self.metaflow_retry is not None or self.phase is ENDED:
             return
         if self.metaflow_backoff is None:
             self.metaflow_backoff = METAFLOW_RETRY.delays()
 
         def due() -> None:
             self.metaflow_retry = None
-            self.submit({"type": "_refresh", "account": account})
+            self.submit(Refresh(account))
 
         self.metaflow_retry = asyncio.get_running_loop().call_later(
             self.metaflow_backoff.next_delay(), due
@@ -309,7 +379,7 @@ class Call:
         """Connect once the callee has answered *and* is in Stasis (a SIP callee's Dial ANSWER
         comes before its StasisStart; a Local callee's StasisStart before its answer)."""
         callee_leg = self.legs[CALLEE]
-        if self.phase != "dialing" or not (callee_leg.answered and callee_leg.in_stasis):
+        if self.phase is not DIALING or not (callee_leg.answered and callee_leg.in_stasis):
             return
         self.ring_deadline = None
         gateway = self.engine.gateway_or_raise()
@@ -338,9 +408,9 @@ class Call:
                 # destroy in _fail: destroy it once more when that can no longer happen.
                 self.engine.destroy_bridge_later(self.bridge_id)
             return
-        self.phase = "connected"
-        callee.identity, callee.metaflows = await self._owner_of(snapshot)
-        self._build_collectors()
+        self.phase = CONNECTED
+        callee.identity, callee.metaflows = await self.owner_of(snapshot)
+        self.build_collectors()
         logger.info("call %s: connected (%s ↔ %s)", self.id, caller.name, callee.name)
 
     async def _fail(self, status: str) -> None:
@@ -363,30 +433,45 @@ class Call:
         if leg is None or leg.gone:
             return
         leg.gone = True
-        if self.phase == "dialing" and role == CALLEE:
+        if self.phase is DIALING and role == CALLEE:
             await self._fail(_CAUSE_STATUS.get(cause or 0, "CHANUNAVAIL"))
             return
-        if self.phase == "parked" and self.parked is not None and role != self.parked.role:
-            return  # the parker leaves after hearing the slot; the parked party waits
-        self._unpark_slot()
-        other = self.legs.get(CALLEE if role == CALLER else CALLER)
+        for feature in self.engine.features.features:
+            if await feature.on_leg_gone(self, role):
+                return
+        if not leg.party:
+            return
+        other = self.legs.get(self.other(role))
         gateway = self.engine.gateway
         if gateway is not None and other is not None and not (other.gone or other.released):
             await self.safely(gateway.hangup(other.channel_id))
         await self._end()
 
     async def _end(self) -> None:
-        if self.phase == "ended":
+        if self.phase is ENDED:
             return
-        self.phase = "ended"
-        self._unpark_slot()
+        self.phase = ENDED
+        for feature in self.engine.features.features:
+            try:
+                await feature.on_call_end(self)
+            except Exception:
+                logger.exception("call %s: %s could not end with the call", self.id, feature.name)
         gateway = self.engine.gateway
-        await self.recorder.stop(gateway, "ended with the call")
         if gateway is not None and self.bridge_id is not None:
             await self.safely(gateway.destroy_bridge(self.bridge_id))
         logger.info("call %s: ended", self.id)
 
-    async def safely(self, action: Any) -> None:
+    async def leaving(self, reason: str) -> None:
+        """The call's media is about to leave its bridge (a transfer, a park, sent on): the
+        features that depend on it stop (a recording). Safe from a flow."""
+
+        async def tell_features() -> None:
+            for feature in self.engine.features.features:
+                await feature.on_leaving(self, reason)
+
+        await self.ask_async(tell_features)
+
+    async def safely(self, action: Awaitable[Any]) -> None:
         """ARI requests racing a hangup: a gone object or an unreachable Asterisk is logged."""
         try:
             await action
@@ -395,15 +480,97 @@ class Call:
         except AriError as exc:
             logger.info("call %s: Asterisk refused: %s", self.id, exc)
 
+    # -- state changes features ask for (owner task) ------------------------------------------
+
+    def other(self, role: str) -> str:
+        return CALLEE if role == CALLER else CALLER
+
+    def require_connected(self, presser: str) -> tuple[Leg, Leg]:
+        """The presser's leg and the other party's, when the call may be reshaped now (it is
+        connected, no feature is busy with it, both parties are on it)."""
+        if self.phase is not CONNECTED or self.bridge_id is None:
+            raise ModuleFailed("the call is not connected")
+        for feature in self.engine.features.features:
+            refusal = feature.busy(self)
+            if refusal is not None:
+                raise ModuleFailed(refusal)
+        me, other = self.legs.get(presser), self.legs.get(self.other(presser))
+        if me is None or other is None or me.gone or other.gone:
+            raise ModuleFailed("both parties must be on the call")
+        return me, other
+
+    def release(self, role: str, released: bool = True) -> None:
+        """The leg goes (or, when that failed, stays) out of the app into the dialplan: then
+        it is not ours to hang up."""
+        leg = self.legs.get(role)
+        if leg is not None:
+            leg.released = released
+
+    def add_leg(self, leg: Leg) -> None:
+        self.legs[leg.role] = leg
+        self.engine.track_channel(leg.channel_id, self)
+
+    def track_channel(self, channel_id: str) -> None:
+        """Events of this channel come to this call."""
+        self.engine.track_channel(channel_id, self)
+
+    def track_bridge(self, bridge_id: str) -> None:
+        """Events of this bridge come to this call."""
+        self.engine.track_bridge(bridge_id, self)
+
+    def drop_leg(self, role: str) -> None:
+        """Forget a leg that never joined (say, a transfer target that failed)."""
+        leg = self.legs.pop(role, None)
+        if leg is not None:
+            self.engine.untrack_channel(leg.channel_id)
+
+    def replace_leg(self, role: str, leg: Leg, *, resolve: bool) -> None:
+        """``leg`` takes ``role``'s place in the call (a transfer target, a retriever); with
+        ``resolve``, its owner and metaflows are found next, in order with the events."""
+        old = self.legs.get(role)
+        if old is not None and old.channel_id != leg.channel_id:
+            self.engine.untrack_channel(old.channel_id)
+        if self.legs.get(leg.role) is leg and leg.role != role:
+            del self.legs[leg.role]
+        leg.role = role
+        leg.party = True
+        self.legs[role] = leg
+        self.engine.track_channel(leg.channel_id, self)
+        self.collectors.pop(role, None)
+        if resolve:
+            self.submit(Resolve(role, {"id": leg.channel_id, "name": leg.name}))
+
+    def mark_gone(self, role: str) -> None:
+        leg = self.legs.get(role)
+        if leg is not None:
+            leg.gone = True
+
+    def set_phase(self, phase: Phase) -> None:
+        self.phase = phase
+
+    def add_interceptor(self, interceptor: Interceptor) -> None:
+        self.interceptors = (*self.interceptors, interceptor)
+
+    def remove_interceptor(self, interceptor: Interceptor) -> None:
+        self.interceptors = tuple(i for i in self.interceptors if i is not interceptor)
+
+    def add_digit_hook(self, hook: DigitHook) -> None:
+        self.digit_hooks = (*self.digit_hooks, hook)
+
+    def remove_digit_hook(self, hook: DigitHook) -> None:
+        self.digit_hooks = tuple(h for h in self.digit_hooks if h is not hook)
+
     # -- events -----------------------------------------------------------------------------
 
     def _role_of(self, channel_id: str | None) -> str | None:
         return next((r for r, leg in self.legs.items() if leg.channel_id == channel_id), None)
 
-    async def _handle(self, event: dict[str, Any]) -> None:
-        if self.transfer is not None and self.transfer.wants(event):
-            self.transfer.queue.put_nowait(event)
-            return
+    async def _on_event(self, event: dict[str, Any]) -> None:
+        if self.interceptors:
+            for interceptor in self.interceptors:
+                if interceptor.wants(event):
+                    interceptor.deliver(event)
+                    return
         kind = event.get("type")
         raw = event.get("channel")
         channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -418,7 +585,7 @@ class Call:
                 if status == "ANSWER":
                     self.legs[CALLEE].answered = True
                     await self._answered(peer)
-                elif status in FAILED_DIAL and self.phase == "dialing":
+                elif status in FAILED_DIAL and self.phase is DIALING:
                     self.legs[CALLEE].gone = status != "CANCEL"
                     await self._fail(status)
         elif kind in ("ChannelStateChange", "StasisStart") and role is not None:
@@ -430,66 +597,73 @@ class Call:
                 await self._answered(channel)
         elif kind in ("StasisEnd", "ChannelDestroyed") and role is not None:
             await self._leg_gone(role, event.get("cause"))
-        elif kind == "_gone" and event.get("role") in self.legs:
-            await self._leg_gone(event["role"], None)
-        elif kind in ("RecordingFinished", "RecordingFailed"):
-            self.recorder.on_event(event)
-        elif kind == "_resolve":
-            role = event["role"]
-            if role in self.legs:
-                leg = self.legs[role]
-                leg.identity, leg.metaflows = await self._owner_of(event["snapshot"])
-                self._build_collectors()
-        elif kind == "PlaybackFinished":
-            playback_id = str((event.get("playback") or {}).get("id", ""))
-            self.playbacks.finished(playback_id)
-            then_hang_up = self.hangup_after.pop(playback_id, None)
-            gateway = self.engine.gateway
-            if then_hang_up is not None and gateway is not None:
-                await self.safely(gateway.hangup(then_hang_up))
-        elif kind == "_unpark":
-            await self._retrieved(event["snapshot"])
-        elif kind == "_parked_to":
-            await self._send_parked_on(event["context"], event["extension"], event["priority"])
-        elif kind == "BridgeDestroyed" and self.phase == "connected":
+        elif kind == "BridgeDestroyed" and self.phase is CONNECTED:
             if (event.get("bridge") or {}).get("id") == self.bridge_id:
                 self.bridge_id = None
-        elif kind == "_refresh":
-            await self._refresh(event.get("account"))
-        elif kind == "_adopted":
-            for role, snapshot in zip((CALLER, CALLEE), event["snapshots"], strict=True):
+        else:
+            if kind == "PlaybackFinished":
+                self.playbacks.finished(str((event.get("playback") or {}).get("id", "")))
+            for feature in self.engine.features.by_event.get(str(kind), ()):
+                await feature.on_event(self, event)
+
+    async def _on_message(self, message: Message) -> None:
+        if type(message) is Ask:
+            await self._answer(message)
+        elif isinstance(message, LegGone):
+            for interceptor in self.interceptors:
+                if interceptor.wants_gone(message.role):
+                    interceptor.deliver(message)
+                    return
+            if message.role in self.legs:
+                await self._leg_gone(message.role, None)
+        elif isinstance(message, Resolve):
+            await self.resolve_leg(message.role, message.snapshot)
+        elif isinstance(message, Refresh):
+            await self._refresh(message.account)
+        elif isinstance(message, Adopted):
+            for role, snapshot in zip((CALLER, CALLEE), message.snapshots, strict=True):
                 leg = self.legs[role]
-                leg.identity, leg.metaflows = await self._owner_of(snapshot)
-            self._build_collectors()
-        elif kind == "_run":
-            role = event["role"]
-            audit = self._audit_event(role, role, "api", "running")
-            self._launch(event["node"], role, {"dtmf_leg": role}, audit)
+                leg.identity, leg.metaflows = await self.owner_of(snapshot)
+            self.build_collectors()
+        elif isinstance(message, RunNode):
+            audit = self.audit_event(message.role, message.role, "api", "running")
+            self.launch(message.node, message.role, {"dtmf_leg": message.role}, audit)
+
+    async def _answer(self, ask: Ask) -> None:
+        reply = ask.reply
+        try:
+            result = ask.action()
+            if ask.awaits:
+                result = await result
+        except asyncio.CancelledError:
+            if reply is not None and not reply.done():
+                reply.cancel()
+            raise
+        except Exception as exc:
+            if reply is not None and not reply.done():
+                reply.set_exception(exc)
+            else:
+                logger.exception("call %s: a request to the call failed", self.id)
+            return
+        if reply is not None and not reply.done():
+            reply.set_result(result)
 
     # -- DTMF and metaflows -----------------------------------------------------------------
 
-    def _build_collectors(self) -> None:
-        roles = frozenset(self.legs)
+    def build_collectors(self) -> None:
+        parties = frozenset(role for role, leg in self.legs.items() if leg.party)
         self.collectors = {}
         for role, leg in self.legs.items():
-            if leg.metaflows is not None and not leg.metaflows.is_empty:
-                self.collectors[role] = new_collector(leg.metaflows, role, roles - {role})
+            if leg.party and leg.metaflows is not None and not leg.metaflows.is_empty:
+                self.collectors[role] = new_collector(leg.metaflows, role, parties - {role})
 
     def _digit(self, role: str, digit: str) -> None:
-        if self.phase != "connected" or len(digit) != 1:
+        if self.phase is not CONNECTED or len(digit) != 1:
             return
-        held = self.held
-        if held is not None and role == held.holder and digit == held.unhold_key:
-            collector = self.collectors.get(role)
-            if collector is None or not collector.armed:
-                logger.info("call %s: %s pressed the unhold key", self.id, role)
-                audit = self._audit_event(role, role, "dtmf", "running")
-                if audit is not None:
-                    audit.collected = digit
-                    audit.matched_key = digit
-                    audit.match_kind = "unhold_key"
-                self._launch(Node("resume", {}), role, {"dtmf_leg": role}, audit)
-                return
+        if self.digit_hooks:
+            for hook in self.digit_hooks:
+                if hook(self, role, digit):
+                    return
         now = asyncio.get_running_loop().time()
         for owner, collector in list(self.collectors.items()):
             outcome = collector.on_digit(role, digit, now)
@@ -506,7 +680,7 @@ class Call:
                 outcome.reason,
             )
             self.engine.metrics.code("none", outcome.reason)
-            audit = self._audit_event(outcome.leg, owner, "dtmf", outcome.reason)
+            audit = self.audit_event(outcome.leg, owner, "dtmf", outcome.reason)
             if audit is not None:
                 audit.collected = outcome.collected
                 self.engine.audit_record(audit)
@@ -526,14 +700,14 @@ class Call:
             "captures": list(outcome.captures),
         }
         self.engine.record_match(self, owner, outcome)
-        audit = self._audit_event(outcome.leg, owner, "dtmf", "running")
+        audit = self.audit_event(outcome.leg, owner, "dtmf", "running")
         if audit is not None:
             audit.collected = outcome.collected
             audit.matched_key = outcome.key
             audit.match_kind = outcome.kind
-        self._launch(outcome.node, outcome.leg, injected, audit)
+        self.launch(outcome.node, outcome.leg, injected, audit)
 
-    def _audit_event(
+    def audit_event(
         self, presser: str, owner: str | None, trigger: str, outcome: str
     ) -> MetaflowEvent | None:
         """The audit row of one execution, owned by ``owner``'s account (or the presser's)."""
@@ -555,7 +729,7 @@ class Call:
             device_id=identity.device_id if owner_leg else None,
         )
 
-    def _launch(
+    def launch(
         self,
         node: Node,
         presser: str,
@@ -577,7 +751,9 @@ class Call:
             call_id=self.id,
             gateway=gateway,
             presser=presser,
-            channels={r: leg.channel_id for r, leg in self.legs.items() if not leg.gone},
+            channels={
+                r: leg.channel_id for r, leg in self.legs.items() if leg.party and not leg.gone
+            },
             bridge_id=self.bridge_id,
             data=injected,
             playbacks=self.playbacks,
@@ -602,7 +778,7 @@ class Call:
         outcome = "interrupted"  # the call ended (or the service stopped) while it ran
         steps: list[tuple[str, str]] = []
         try:
-            steps = await run_flow(node, context, REGISTRY)
+            steps = await run_flow(node, context, self.engine.features.runners)
             failed = [result for _, result in steps if result != "ok"]
             outcome = failed[-1] if failed else "ok"
         finally:
@@ -618,6 +794,7 @@ class Call:
     async def _refresh(self, account: str | None) -> None:
         """Metaflows changed: re-resolve (the resolver's cache makes this one load per
         account); a collector in the middle of a code keeps the old document."""
+        parties = frozenset(role for role, leg in self.legs.items() if leg.party)
         for role, leg in self.legs.items():
             if leg.identity is None or (account is not None and leg.identity.account_id != account):
                 continue
@@ -630,312 +807,19 @@ class Call:
             current = self.collectors.get(role)
             if current is not None and current.armed:
                 continue
-            if leg.metaflows.is_empty:
+            if leg.metaflows.is_empty or not leg.party:
                 self.collectors.pop(role, None)
             else:
-                self.collectors[role] = new_collector(
-                    leg.metaflows, role, frozenset(self.legs) - {role}
-                )
-
-    # -- actions for modules (run in the call's child tasks) ------------------------------------
-
-    def _other(self, role: str) -> str:
-        return CALLEE if role == CALLER else CALLER
-
-    def _require_connected(self, presser: str) -> tuple[Leg, Leg]:
-        if self.phase != "connected" or self.bridge_id is None:
-            raise ModuleFailed("the call is not connected")
-        if self.transfer is not None:
-            raise ModuleFailed("a transfer is already running on this call")
-        if self.held is not None:
-            raise ModuleFailed("the call is on hold; resume it first")
-        me, other = self.legs.get(presser), self.legs.get(self._other(presser))
-        if me is None or other is None or me.gone or other.gone:
-            raise ModuleFailed("both parties must be on the call")
-        return me, other
-
-    async def blind_transfer(self, presser: str, extension: str) -> str:
-        """The other party goes on in the dialplan at the transfer context; the presser is
-        hung up."""
-        if not EXTENSION_RE.match(extension):
-            raise ModuleFailed(f"{extension!r} is not a dialable extension")
-        transferor, transferee = self._require_connected(presser)
-        gateway = self.engine.gateway_or_raise()
-        context = self.engine.settings.transfer_context
-        await self.recorder.stop(gateway, "stopped for a transfer")
-        transferee.released = True
-        try:
-            await gateway.continue_in_dialplan(
-                transferee.channel_id, context=context, extension=extension, priority=1
-            )
-        except (AriError, AriUnavailable) as exc:
-            transferee.released = False
-            raise ModuleFailed(f"cannot transfer to {extension}: {exc}") from exc
-        logger.info(
-            "call %s: blind transfer of %s to %s@%s", self.id, transferee.name, extension, context
-        )
-        await self.safely(gateway.hangup(transferor.channel_id))
-        return "transferred"
-
-    async def attended_transfer(self, presser: str, request: TransferRequest) -> str:
-        if not EXTENSION_RE.match(request.extension):
-            raise ModuleFailed(f"{request.extension!r} is not a dialable extension")
-        self._require_connected(presser)
-        transfer = AttendedTransfer(self, presser, self._other(presser), request)
-        self.transfer = transfer
-        try:
-            return await transfer.run()
-        finally:
-            if self.transfer is transfer:
-                self.transfer_finished()
-
-    def transfer_finished(self) -> None:
-        transfer, self.transfer = self.transfer, None
-        if transfer is not None and transfer.target_id not in {
-            leg.channel_id for leg in self.legs.values()
-        }:
-            self.engine.untrack_channel(transfer.target_id)
-
-    def adopt_transfer_target(self, role: str, leg: Leg, bridge_id: str | None) -> None:
-        """The transfer target takes ``role``'s place in the call (synchronous: the owner
-        task never sees half of it)."""
-        old = self.legs[role]
-        self.engine.untrack_channel(old.channel_id)
-        leg.role = role
-        self.legs[role] = leg
-        self.bridge_id = bridge_id
-        self.transfer = None
-        self.collectors.pop(role, None)
-        self.submit(
-            {"type": "_resolve", "role": role, "snapshot": {"id": leg.channel_id, "name": leg.name}}
-        )
-
-    # hold / resume
-
-    async def hold(self, presser: str, moh_class: str | None, unhold_key: str) -> str:
-        """The other party hears music on hold; the presser leaves the bridge (silence)."""
-        if self.held is not None:
-            return "already_held"
-        holder, _ = self._require_connected(presser)
-        gateway = self.engine.gateway_or_raise()
-        assert self.bridge_id is not None
-        self.held = Hold(presser, unhold_key)
-        try:
-            await gateway.remove_from_bridge(self.bridge_id, holder.channel_id)
-            await gateway.start_bridge_moh(self.bridge_id, moh_class)
-        except (AriError, AriUnavailable) as exc:
-            self.held = None
-            await self.safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
-            raise ModuleFailed(f"cannot hold: {exc}") from exc
-        logger.info("call %s: %s put the call on hold", self.id, presser)
-        return "held"
-
-    async def resume(self, presser: str) -> str:
-        held, self.held = self.held, None
-        if held is None:
-            return "not_held"
-        gateway = self.engine.gateway_or_raise()
-        holder = self.legs[held.holder]
-        if self.bridge_id is not None:
-            await self.safely(gateway.stop_bridge_moh(self.bridge_id))
-            if not holder.gone:
-                await self.safely(gateway.add_to_bridge(self.bridge_id, [holder.channel_id]))
-        logger.info("call %s: resumed by %s", self.id, presser)
-        return "resumed"
-
-    # callflow
-
-    async def send_on(
-        self, presser: str, roles: list[str], context: str, extension: str, priority: int
-    ) -> str:
-        """Legs continue in the dialplan; the app's part of the call ends (legs not sent on
-        are hung up, as after a blind transfer)."""
-        if not EXTENSION_RE.match(extension):
-            raise ModuleFailed(f"{extension!r} is not a dialable extension")
-        if self.transfer is not None or self.parked is not None:
-            raise ModuleFailed("the call is being transferred or parked")
-        gateway = self.engine.gateway_or_raise()
-        await self.recorder.stop(gateway, "stopped: the call left the app")
-        for role in roles:
-            leg = self.legs[role]
-            leg.released = True
-            try:
-                await gateway.continue_in_dialplan(
-                    leg.channel_id, context=context, extension=extension, priority=priority
-                )
-            except (AriError, AriUnavailable) as exc:
-                leg.released = False
-                raise ModuleFailed(f"cannot send {role} to {extension}@{context}: {exc}") from exc
-        logger.info("call %s: %s sent on to %s@%s,%d", self.id, roles, extension, context, priority)
-        return "sent"
-
-    # park
-
-    async def park(self, presser: str, wanted: str | None, timeout: float) -> str:
-        parker, parked = self._require_connected(presser)
-        identity = parker.identity or parked.identity
-        if identity is None:
-            raise ModuleFailed("no account to park in")
-        gateway = self.engine.gateway_or_raise()
-        try:
-            slot = self.engine.parking.claim(identity.account_id, wanted, self)
-        except SlotUnavailable as exc:
-            await self.safely(gateway.play_on_channel(parker.channel_id, "sound:pbx-parkingfailed"))
-            raise ModuleFailed(str(exc)) from exc
-        loop = asyncio.get_running_loop()
-        self.parked = Parked(
-            identity.account_id,
-            slot,
-            self._other(presser),
-            dial_string_of(parker.name),
-            loop.time() + timeout,
-            timeout=timeout,
-        )
-        self.phase = "parked"
-        self._arm_timer(loop.time())  # set from this flow's task, not the call's
-        self.collectors = {}
-        await self.recorder.stop(gateway, "stopped: the call was parked")
-        assert self.bridge_id is not None
-        await self.safely(gateway.remove_from_bridge(self.bridge_id, parker.channel_id))
-        await self.safely(gateway.start_bridge_moh(self.bridge_id, None))
-        try:
-            playback = await gateway.play_on_channel(parker.channel_id, f"digits:{slot}")
-            self.hangup_after[playback] = parker.channel_id
-        except (AriError, AriUnavailable):
-            await self.safely(gateway.hangup(parker.channel_id))
-        logger.info(
-            "call %s: %s parked in slot %s of %s", self.id, parked.name, slot, identity.account_id
-        )
-        return "parked"
-
-    def _unpark_slot(self) -> None:
-        if self.parked is not None:
-            self.engine.parking.release(self.parked.account_id, self.parked.slot, self)
-
-    async def _retrieved(self, snapshot: dict[str, Any]) -> None:
-        """A channel in ``Stasis(metaflows,unpark,<slot>)`` takes the parker's place."""
-        gateway = self.engine.gateway_or_raise()
-        channel_id = snapshot["id"]
-        parked = self.parked
-        if self.phase != "parked" or parked is None or self.bridge_id is None:
-            self.engine.untrack_channel(channel_id)
-            await self.safely(gateway.set_variable(channel_id, "METAFLOWS_UNPARK_STATUS", "EMPTY"))
-            await self.safely(gateway.continue_in_dialplan(channel_id))
-            return
-        parker_role = self._other(parked.role)
-        self.engine.untrack_channel(self.legs[parker_role].channel_id)
-        self.engine.track_channel(channel_id, self)
-        leg = Leg(parker_role, channel_id, snapshot.get("name", ""), snapshot.get("state", ""))
-        leg.in_stasis = leg.answered = True
-        self.legs[parker_role] = leg
-        self._unpark_slot()
-        self.parked = None
-        try:
-            if snapshot.get("state") != "Up":
-                await gateway.answer(channel_id)
-            await gateway.stop_bridge_moh(self.bridge_id)
-            await gateway.add_to_bridge(self.bridge_id, [channel_id])
-        except Gone:
-            return  # someone left meanwhile; their hangup event ends the call
-        leg.state = "Up"
-        self.phase = "connected"
-        logger.info("call %s: slot %s retrieved by %s", self.id, parked.slot, leg.name)
-        leg.identity, leg.metaflows = await self._owner_of(snapshot)
-        parked_leg = self.legs[parked.role]
-        if parked_leg.identity is None:
-            parked_leg.identity, parked_leg.metaflows = await self._owner_of(
-                {"id": parked_leg.channel_id, "name": parked_leg.name}
-            )
-        self._build_collectors()
-
-    async def _park_timed_out(self) -> None:
-        parked = self.parked
-        assert parked is not None
-        logger.info(
-            "call %s: slot %s timed out; ringing back %s", self.id, parked.slot, parked.parker
-        )
-        self._unpark_slot()
-        leg = self.legs[parked.role]
-        gateway = self.engine.gateway_or_raise()
-        await self.safely(gateway.set_variable(leg.channel_id, "METAFLOWS_PARKER", parked.parker))
-        await self.safely(
-            gateway.set_variable(leg.channel_id, "METAFLOWS_PARKED_SLOT", parked.slot)
-        )
-        self.parked = None
-        await self._send_parked_leg(leg, self.engine.settings.park_timeout_context, parked.slot, 1)
-
-    async def _send_parked_on(self, context: str, extension: str, priority: int) -> None:
-        parked = self.parked
-        if parked is None or self.phase != "parked":
-            return
-        self._unpark_slot()
-        self.parked = None
-        await self._send_parked_leg(self.legs[parked.role], context, extension, priority)
-
-    async def _send_parked_leg(self, leg: Leg, context: str, extension: str, priority: int) -> None:
-        gateway = self.engine.gateway_or_raise()
-        leg.released = True
-        if self.bridge_id is not None:
-            await self.safely(gateway.stop_bridge_moh(self.bridge_id))
-        try:
-            await gateway.continue_in_dialplan(
-                leg.channel_id, context=context, extension=extension, priority=priority
-            )
-        except (AriError, AriUnavailable) as exc:
-            logger.warning("call %s: cannot send the parked party on: %s", self.id, exc)
-            leg.released = False
-            await self.safely(gateway.hangup(leg.channel_id))
-
-    def describe_parked(self) -> dict[str, Any]:
-        parked = self.parked
-        assert parked is not None
-        leg = self.legs[parked.role]
-        return {
-            "slot": parked.slot,
-            "channel_id": leg.channel_id,
-            "name": leg.name,
-            "call_id": self.id,
-            "parker": parked.parker,
-            "parked_at": parked.since,
-            "timeout": parked.timeout,
-        }
-
-    async def record(self, presser: str, action: str, options: dict[str, Any]) -> str:
-        gateway = self.engine.gateway_or_raise()
-        recorder = self.recorder
-        try:
-            if action == "toggle":
-                action = "stop" if recorder.recording else "start"
-            if action == "start":
-                leg = self.legs.get(presser)
-                identity = leg.identity if leg else None
-                if identity is None:
-                    raise ModuleFailed("the presser has no account to own the recording")
-                return await recorder.start(
-                    gateway,
-                    self.bridge_id if self.phase == "connected" else None,
-                    identity,
-                    [leg.channel_id for leg in self.legs.values() if not leg.gone],
-                    fmt=str(options.get("format", "wav")),
-                    time_limit=options.get("time_limit"),
-                    label=options.get("label"),
-                )
-            if action == "stop":
-                return await recorder.stop(gateway)
-            if action in ("mask", "unmask"):
-                return await recorder.mask(gateway, action == "mask")
-        except RecordingRefused as exc:
-            raise ModuleFailed(str(exc)) from exc
-        raise ModuleFailed(f"unknown record_call action {action!r}")
+                self.collectors[role] = new_collector(leg.metaflows, role, parties - {role})
 
     # -- views ------------------------------------------------------------------------------
 
     def describe(self, role: str) -> dict[str, Any]:
         leg = self.legs[role]
-        other = self.legs.get(CALLEE if role == CALLER else CALLER)
+        other = self.legs.get(self.other(role))
         identity = leg.identity
         collector = self.collectors.get(role)
-        return {
+        view: dict[str, Any] = {
             "id": leg.channel_id,
             "call_id": self.id,
             "role": role,
@@ -948,13 +832,7 @@ class Call:
             "bridge_id": self.bridge_id,
             "phase": self.phase,
             "collector_armed": bool(collector and collector.armed),
-            "recording": self.recorder.current.id if self.recorder.current else None,
-            "recording_masked": self.recorder.masked,
-            "held": self.held is not None,
-            "parked_slot": self.parked.slot if self.parked else None,
-            "transfer": (
-                None
-                if self.transfer is None
-                else {"state": self.transfer.state, "extension": self.transfer.request.extension}
-            ),
         }
+        for feature in self.engine.features.features:
+            view.update(feature.describe(self, role))
+        return view

@@ -16,32 +16,25 @@ import asyncio
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
-from ..ari.gateway import AriError, AriGateway, AriUnavailable
+from ..ari.gateway import AriGateway
 from ..audit import AuditTrail, MetaflowEvent
-from ..errors import AsteriskUnavailable, NotFound
+from ..errors import AriError, AriUnavailable, AsteriskUnavailable, NotFound
 from ..metaflows.documents import Node
-from ..metaflows.resolver import MetaflowResolver
+from ..metaflows.resolver import LegIdentity, MetaflowResolver
 from ..metrics import Metrics
-from ..recordings import RecordingJournal
-from .call import CALLEE, CALLER, Call, CallTimeouts, Leg
+from .call import CALLEE, CALLER, Call
 from .collector import Match
+from .feature import FeatureRegistry
 from .identity import identity_of
-from .parking import ParkingLots, SlotRange
+from .leg import Leg, Phase
+from .messages import Adopted, LegGone, Refresh, RunNode
+from .settings import CallTimeouts, EngineSettings
+
+__all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EngineSettings:
-    app: str
-    default_account: str | None
-    transfer_context: str
-    timeouts: CallTimeouts = field(default_factory=CallTimeouts)
-    park_slots: SlotRange = field(default_factory=SlotRange)
-    park_timeout_context: str = "metaflows-park-timeout"
 
 
 class CallEngine:
@@ -49,8 +42,8 @@ class CallEngine:
         self,
         settings: EngineSettings,
         resolver: MetaflowResolver,
-        recordings: RecordingJournal | None = None,
         *,
+        features: FeatureRegistry,
         metrics: Metrics | None = None,
         audit: AuditTrail | None = None,
     ) -> None:
@@ -58,8 +51,7 @@ class CallEngine:
         self.metrics = metrics or Metrics()
         self.audit = audit
         self.resolver = resolver
-        self.recordings = recordings
-        self.parking = ParkingLots(settings.park_slots)
+        self.features = features
         self.default_account = settings.default_account
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
@@ -152,11 +144,14 @@ class CallEngine:
             self.track_channel(channel["id"], call)
             self._start_task(call, event)
             return
-        if args[:1] == ["unpark"] and len(args) >= 2 and isinstance(args[1], str):
-            self._detached(self._unpark(channel, args[1]))
+        entry = (
+            self.features.stasis_entries.get(args[0]) if args and isinstance(args[0], str) else None
+        )
+        if entry is not None:
+            self._detached(entry(self, channel, args))
             return
         # A callee of a call that already ended, or a Stasis() we don't understand.
-        if args[:1] in ([CALLEE], ["transfer"]):
+        if args[:1] == [CALLEE]:
             self._detached(self._hangup(channel["id"]))
         else:
             logger.warning(
@@ -182,6 +177,10 @@ class CallEngine:
         self._stray.add(task)
         task.add_done_callback(self._stray.discard)
 
+    async def hangup(self, channel_id: str) -> None:
+        """Hang up a channel no call owns (errors are logged)."""
+        await self._hangup(channel_id)
+
     async def _hangup(self, channel_id: str) -> None:
         if self.gateway is not None:
             try:
@@ -204,27 +203,22 @@ class CallEngine:
 
         self._detached(destroy())
 
-    async def _unpark(self, channel: dict[str, Any], slot: str) -> None:
-        """``Stasis(metaflows,unpark,<slot>)``: hand the channel to the parked call, or send it
-        on with ``METAFLOWS_UNPARK_STATUS=EMPTY`` (the dialplan plays the sound)."""
-        gateway = self.gateway
-        if gateway is None:
-            return
+    async def identity_of_channel(
+        self, gateway: AriGateway, channel: dict[str, Any]
+    ) -> LegIdentity | None:
+        """Who owns a channel no call knows yet (None when Asterisk cannot tell)."""
 
         async def read(name: str) -> str | None:
             return await gateway.get_variable(channel["id"], name)
 
         try:
-            identity = await identity_of(channel, self.default_account, read)
+            return await identity_of(channel, self.default_account, read)
         except (AriError, AriUnavailable):
-            identity = None
-        call = self.parking.get(identity.account_id, slot) if identity else None
-        if call is None:
-            logger.info("unpark of slot %s by %s: nothing parked there", slot, channel.get("name"))
-            await self._continue(channel["id"], "EMPTY", "METAFLOWS_UNPARK_STATUS")
-            return
-        self.track_channel(channel["id"], call)
-        call.submit({"type": "_unpark", "snapshot": channel, "slot": slot})
+            return None
+
+    async def send_on(self, channel_id: str, status: str, variable: str) -> None:
+        """Send a channel no call owns on in the dialplan, with ``variable`` set to ``status``."""
+        await self._continue(channel_id, status, variable)
 
     async def _continue(
         self, channel_id: str, status: str, variable: str = "METAFLOWS_DIALSTATUS"
@@ -256,8 +250,8 @@ class CallEngine:
         live = {str(c) for c in application.get("channel_ids", [])}
         for call in list(self.calls.values()):
             for role, leg in call.legs.items():
-                if not leg.gone and leg.channel_id not in live:
-                    call.submit({"type": "_gone", "role": role})
+                if leg.party and not leg.gone and leg.channel_id not in live:
+                    call.submit(LegGone(role))
         unknown = live - set(self._by_channel)
         if not unknown:
             return
@@ -284,12 +278,12 @@ class CallEngine:
             CALLEE, second["id"], second.get("name", ""), "Up", in_stasis=True, answered=True
         )
         call.bridge_id = bridge_id
-        call.phase = "connected"
+        call.phase = Phase.CONNECTED
         for snapshot in (first, second):
             self.track_channel(snapshot["id"], call)
         self.track_bridge(bridge_id, call)
         self._start_task(call, None)
-        call.submit({"type": "_adopted", "snapshots": [first, second]})
+        call.submit(Adopted((first, second)))
         logger.info(
             "call %s: adopted after resync (%s ↔ %s)",
             call.id,
@@ -302,7 +296,12 @@ class CallEngine:
             self.audit.record(event)
 
     def active_legs(self) -> int:
-        return sum(1 for call in self.calls.values() for leg in call.legs.values() if not leg.gone)
+        return sum(
+            1
+            for call in self.calls.values()
+            for leg in call.legs.values()
+            if leg.party and not leg.gone
+        )
 
     def record_match(self, call: Call, owner: str, match: Match) -> None:
         identity = call.legs[owner].identity
@@ -329,7 +328,7 @@ class CallEngine:
                 leg.identity is not None and (account is None or leg.identity.account_id == account)
                 for leg in call.legs.values()
             ):
-                call.submit({"type": "_refresh", "account": account})
+                call.submit(Refresh(account))
 
     # -- the channels API --------------------------------------------------------------------
 
@@ -337,7 +336,12 @@ class CallEngine:
         found = []
         for call in self.calls.values():
             for role, leg in call.legs.items():
-                if not leg.gone and leg.identity and leg.identity.account_id == account_id:
+                if (
+                    leg.party
+                    and not leg.gone
+                    and leg.identity
+                    and leg.identity.account_id == account_id
+                ):
                     found.append(call.describe(role))
         return found
 
@@ -359,7 +363,7 @@ class CallEngine:
         call, role = self.leg(account_id, channel_id)
         if self.gateway is None:
             raise AsteriskUnavailable("not connected to Asterisk")
-        call.submit({"type": "_run", "node": node, "role": role})
+        call.submit(RunNode(node, role))
         return call.id
 
     async def close(self) -> None:

@@ -1,19 +1,20 @@
 """Metaflow documents: validation with defaults filled in, and their typed form.
 
 A document is validated on every write and stored exactly as validated; everything downstream
-(resolution, collectors) may then trust its shape.
+(resolution, collectors) may then trust its shape. Module data schemas belong to the features
+(``ari_metaflows/features/<name>/``); the wiring hands them over with ``use_modules`` once the
+feature registry is built, so this module never imports a feature.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import regex
 
 from ..errors import ValidationFailed
-from .module_schemas import MODULE_SPECS, UNSUPPORTED_MODULES
 from .schema import ErrorCollector, Path, Schema
 
 BINDING_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#"]
@@ -35,6 +36,40 @@ TOP_LEVEL_SCHEMA: Schema = {
         "listen_on": {"type": "string", "enum": ["self", "peer", "both"]},
     },
 }
+# Kazoo modules that need parts this server lacks (a speech engine, a device directory, ...).
+UNSUPPORTED_MODULES = frozenset(
+    {"tts", "intercept", "move", "pivot", "relate", "sound_touch", "hold_control"}
+)
+
+
+class ModuleData(Protocol):
+    """What validation needs of a module: its data schema and its cross-field rules."""
+
+    @property
+    def schema(self) -> Schema: ...
+
+    @property
+    def extra_check(self) -> Callable[[Mapping[str, Any]], list[tuple[str, str, str]]] | None: ...
+
+
+_modules: Mapping[str, ModuleData] | None = None
+
+
+def use_modules(modules: Mapping[str, ModuleData]) -> None:
+    """Validate module data with these specs (the feature registry's, set at wiring time)."""
+    global _modules
+    _modules = dict(modules)
+
+
+def module_specs() -> Mapping[str, ModuleData]:
+    if _modules is None:
+        raise RuntimeError(
+            "no metaflow modules known: wire the features first "
+            "(documents.use_modules(ari_metaflows.features.build_registry().modules))"
+        )
+    return _modules
+
+
 _MODULE_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 64}
 _OBJECT: Schema = {"type": "object"}
 
@@ -160,7 +195,7 @@ def _check_node(errors: ErrorCollector, node: Any, path: Path, depth: int) -> An
 def _check_module_data(
     errors: ErrorCollector, module: str, data: Any, path: Path, *, module_path: Path
 ) -> Any:
-    spec = MODULE_SPECS.get(module)
+    spec = module_specs().get(module)
     if spec is None:
         if module in UNSUPPORTED_MODULES:
             message = f"module {module} is not supported by this server"

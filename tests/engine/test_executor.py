@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 from ari_metaflows.ari.gateway import AriGateway, Gone
+from ari_metaflows.calls.feature import ModuleContext, Playbacks, run_flow
+from ari_metaflows.features import build_registry
 from ari_metaflows.metaflows.documents import Node, validate_node
-from ari_metaflows.modules import REGISTRY, ModuleContext, Playbacks, run_flow
+
+REGISTRY = build_registry().runners
 
 
 class RecordingGateway:
@@ -139,6 +142,6 @@ async def test_break_stops_what_plays_on_the_presser_and_the_bridge() -> None:
 
 
 def test_every_module_that_runs_has_a_schema() -> None:
-    from ari_metaflows.metaflows.module_schemas import MODULE_SPECS
+    from ari_metaflows.metaflows.documents import module_specs
 
-    assert set(REGISTRY) <= set(MODULE_SPECS)
+    assert set(REGISTRY) <= set(module_specs())

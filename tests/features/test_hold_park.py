@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from ari_metaflows.calls.parking import dial_string_of, parse_slot_range
+from ari_metaflows.features.hold import held
+from ari_metaflows.features.park import dial_string_of, parking_lots, parse_slot_range
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim.core import DialPhone, StasisApp
 from ari_metaflows.testing.scenario import SimDriver
@@ -43,12 +44,12 @@ async def test_hold_then_unhold_key(service: Service) -> None:
     await doc(service, **{"5": {"module": "hold", "data": {"moh": "default"}}})
     alice, bob = await connected_call(service)
     await alice.press("*5", FAST)
-    await wait_until(lambda: the_call(service).held is not None)
+    await wait_until(lambda: held(the_call(service)) is not None)
     await bob.wait_hears("moh", "default")
     await alice.wait_hears("silence")
     assert the_call(service).describe("caller")["held"] is True
     await alice.press("1", FAST)  # no binding digit
-    await wait_until(lambda: the_call(service).held is None)
+    await wait_until(lambda: held(the_call(service)) is None)
     await bob.wait_hears("party", "alice")
     await alice.wait_hears("party", "bob")
 
@@ -134,7 +135,7 @@ async def test_park_in_a_captured_slot_and_an_occupied_slot(service: Service) ->
     await carol.press("*7705", FAST)  # taken by bob
     await carol.wait_hears("playback", "sound:pbx-parkingfailed")
     await carol.wait_hears("party", "dave")  # the call goes on
-    assert service.engine.parking.get(ACCOUNT, "705") is not None
+    assert parking_lots(service.engine).get(ACCOUNT, "705") is not None
 
 
 async def test_unpark_of_an_empty_slot_goes_back_to_the_dialplan(service: Service) -> None:
@@ -156,7 +157,7 @@ async def test_park_timeout_rings_the_parker_back(service: Service) -> None:
     await alice.wait_idle()
     await alice.answer(timeout=5)  # the ring-back
     await bob.wait_hears("party", "alice")
-    assert not service.engine.parking.of_account(ACCOUNT)
+    assert not parking_lots(service.engine).of_account(ACCOUNT)
 
 
 async def test_api_retrieves_a_parked_call_into_the_dialplan(service: Service, api: Any) -> None:

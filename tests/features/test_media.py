@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ari_metaflows.features.recording import current_recording
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.testing.scenario import SimDriver
 
@@ -79,7 +80,7 @@ async def test_children_run_in_order_play_then_record(service: Service) -> None:
     alice, _bob = await connected_call(service)
     await alice.press("*9", FAST)
     call = the_call(service)
-    await wait_until(lambda: call.recorder.current is not None)
+    await wait_until(lambda: current_recording(call) is not None)
     driver = service.driver
     if isinstance(driver, SimDriver):
         order = [

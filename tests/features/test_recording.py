@@ -14,6 +14,11 @@ import pytest
 
 from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database
+from ari_metaflows.features.recording import (
+    RecordingFeature,
+    current_recording,
+    recording_masked,
+)
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.recordings import Recording, RecordingJournal, RecordingStore
 from ari_metaflows.testing.scenario import Driver, SimDriver
@@ -65,7 +70,7 @@ async def test_toggle_twice_records_both_parties_and_completes_the_row(
     alice, _bob = await connected_call(service)
     call = next(iter(service.engine.calls.values()))
     await alice.press("*9", FAST)
-    await wait_until(lambda: call.recorder.current is not None)
+    await wait_until(lambda: current_recording(call) is not None)
     (live,) = await rows(service, db)
     assert (live.state, live.owner_type, live.owner_id, live.label) == (
         "recording",
@@ -77,7 +82,7 @@ async def test_toggle_twice_records_both_parties_and_completes_the_row(
     assert sorted(live.legs) == sorted(leg.channel_id for leg in call.legs.values())
     await asyncio.sleep(0.3)
     await alice.press("*9", FAST)
-    await wait_until(lambda: call.recorder.current is None)
+    await wait_until(lambda: current_recording(call) is None)
     (done,) = await rows(service, db)
     assert done.id == live.id
     assert done.state == "finished"
@@ -102,15 +107,15 @@ async def test_start_twice_makes_one_recording_and_stop_ends_it(
     alice, _bob = await connected_call(service)
     call = next(iter(service.engine.calls.values()))
     await alice.press("*8", FAST)
-    await wait_until(lambda: call.recorder.current is not None)
-    first = call.recorder.current
+    await wait_until(lambda: current_recording(call) is not None)
+    first = current_recording(call)
     await alice.press("*8", FAST)
     await service.wait_matches(2)
     await asyncio.sleep(0.1)
-    assert call.recorder.current is first
+    assert current_recording(call) is first
     assert len(requests_to(service, "/record")) in (0, 1)
     await alice.press("*7", FAST)
-    await wait_until(lambda: call.recorder.current is None)
+    await wait_until(lambda: current_recording(call) is None)
     (row,) = await rows(service, db)
     assert row.state == "finished"
 
@@ -123,15 +128,16 @@ async def test_mask_and_unmask_silence_part_of_the_recording(
     alice, _bob = await connected_call(service)
     call = next(iter(service.engine.calls.values()))
     await alice.press("*8", FAST)
-    await wait_until(lambda: call.recorder.current is not None)
+    await wait_until(lambda: current_recording(call) is not None)
     await alice.press("*6", FAST)
-    await wait_until(lambda: call.recorder.masked)
+    await wait_until(lambda: recording_masked(call))
     await asyncio.sleep(0.3)
     await alice.press("*5", FAST)
-    await wait_until(lambda: not call.recorder.masked)
-    name = call.recorder.current.name if call.recorder.current else ""
+    await wait_until(lambda: not recording_masked(call))
+    current = current_recording(call)
+    name = current.name if current is not None else ""
     await alice.press("*7", FAST)
-    await wait_until(lambda: call.recorder.current is None)
+    await wait_until(lambda: current_recording(call) is None)
     if core is not None:
         assert core.stored_recordings[name].muted_seconds >= 0.25
 
@@ -141,7 +147,7 @@ async def test_hangup_mid_recording_completes_the_row(service: Service, db: Data
     alice, bob = await connected_call(service)
     call = next(iter(service.engine.calls.values()))
     await alice.press("*9", FAST)
-    await wait_until(lambda: call.recorder.current is not None)
+    await wait_until(lambda: current_recording(call) is not None)
     await bob.hangup()
     await service.wait_no_calls()
     (row,) = await rows(service, db)
@@ -159,7 +165,7 @@ async def test_transfer_mid_recording_completes_the_row(service: Service, db: Da
     service.driver.add_phone(TARGET)
     call = next(iter(service.engine.calls.values()))
     await alice.press("*9", FAST)
-    await wait_until(lambda: call.recorder.current is not None)
+    await wait_until(lambda: current_recording(call) is not None)
     await alice.press("*4", FAST)
     await alice.wait_idle()
     (row,) = await rows(service, db)
@@ -179,16 +185,17 @@ async def test_a_refused_recording_gets_a_failed_row_and_the_call_goes_on(
     alice, _bob = await connected_call(service)
     call = next(iter(service.engine.calls.values()))
     await alice.press("*8", FAST)
-    await wait_until(lambda: call.recorder.current is not None)
-    name = call.recorder.current.name if call.recorder.current else ""
+    await wait_until(lambda: current_recording(call) is not None)
+    current = current_recording(call)
+    name = current.name if current is not None else ""
     await alice.press("*7", FAST)
-    await wait_until(lambda: call.recorder.current is None)
+    await wait_until(lambda: current_recording(call) is None)
     # Asking Asterisk to record into a bridge that is gone fails cleanly.
     call.bridge_id = "no-such-bridge"
     await alice.press("*8", FAST)
     await service.wait_matches(3)
     await asyncio.sleep(0.2)
-    assert call.recorder.current is None
+    assert current_recording(call) is None
     found = await rows(service, db)
     assert {r.state for r in found} == {"finished", "failed"}
     failed = next(r for r in found if r.state == "failed")
@@ -215,20 +222,21 @@ async def test_rows_survive_a_database_outage_and_a_restart(
         RecordingStore(flaky), journal_path, Backoff(initial=0.05, maximum=0.1)
     )
     await service.journal.start()
-    service.engine.recordings = service.journal
+    recording = service.engine.features.get("recording")
+    assert isinstance(recording, RecordingFeature)
+    recording.journal = service.journal
     try:
         await record_doc(service)
         alice, bob = await connected_call(service)
         call = next(iter(service.engine.calls.values()))
-        call.recorder.journal = service.journal
         await proxy.cut()
         await alice.press("*9", FAST)
-        await wait_until(lambda: call.recorder.current is not None)
+        await wait_until(lambda: current_recording(call) is not None)
         await asyncio.sleep(0.2)
         await alice.press("*9", FAST)
-        await wait_until(lambda: call.recorder.current is None)
+        await wait_until(lambda: current_recording(call) is None)
         await alice.press("*9", FAST)  # a second recording, still during the outage
-        await wait_until(lambda: call.recorder.current is not None)
+        await wait_until(lambda: current_recording(call) is not None)
         await bob.hangup()
         await service.wait_no_calls()
         await asyncio.sleep(0.3)

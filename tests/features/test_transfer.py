@@ -9,6 +9,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ari_metaflows.features.recording import (
+    current_recording,
+)
+from ari_metaflows.features.transfer import transfer_of
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.testing.scenario import SimDriver
 
@@ -128,7 +132,7 @@ async def test_attended_transfer_consults_then_hands_over(service: Service) -> N
     await bob.wait_hears("party", TARGET)
     await carol.wait_hears("party", "bob")
     call = next(iter(service.engine.calls.values()))
-    assert call.transfer is None
+    assert transfer_of(call) is None
     assert call.legs["callee"].channel_id == callee_id  # bob stays
     assert call.legs["caller"].name.startswith(f"Local/{TARGET}@")  # the target replaced alice
     await assert_nothing_left(service, bridges=1)
@@ -240,10 +244,11 @@ async def test_channels_api_transfers_and_records(service: Service, api: Any) ->
 
     response = await api.post(url, json={"data": {"action": "record_call"}}, headers=ADMIN)
     assert response.status == 202
-    await wait_until(lambda: call.recorder.current is not None)
+    await wait_until(lambda: current_recording(call) is not None)
     listed = await (await api.get(url, headers=ADMIN)).json()
-    assert call.recorder.current is not None  # for mypy: the wait above saw it
-    assert listed["data"]["recording"] == call.recorder.current.id
+    current = current_recording(call)
+    assert current is not None
+    assert listed["data"]["recording"] == current.id
 
     body = {"data": {"action": "transfer", "target": TARGET, "transfer_type": "attended"}}
     response = await api.post(url, json=body, headers=ADMIN)

@@ -1,9 +1,10 @@
-"""Attended transfer: a child task of the call that consults the target and hands over.
+"""Attended transfer: a flow of the call that consults the target and hands over.
 
-The call's owner task forwards to the transfer every event it needs (the transferor's digits,
-the target's progress, either party leaving) and handles nothing of those itself while the
-transfer runs. The transfer acts through ARI and reshapes the call only through small
-synchronous methods of ``Call`` (so the owner never sees half a change).
+While it runs the transfer is an interceptor of the call: the call's own task forwards to it
+every event it needs (the transferor's digits, the target's progress, either party leaving) and
+handles nothing of those itself. The transfer acts through ARI and reshapes the call only by
+asking the call's task (``call.ask``), so the owner never sees half a change. The target is a
+leg of the call (role ``transfer_target``, not yet a party) until it takes a party's place.
 
 Shape while it runs: the transferee stays alone in the call's bridge with music on hold; the
 transferor leaves it and hears a ringing tone; the target is a Local channel into the transfer
@@ -14,19 +15,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..ari.gateway import AriError, AriUnavailable, Gone
-
-if TYPE_CHECKING:
-    from .call import Call, Leg
+from ...calls.feature import CallHandle
+from ...calls.leg import Leg, Role
+from ...calls.messages import LegGone
+from ...errors import AriError, AriUnavailable, Gone
+from .schemas import TAKEBACK_DTMF, TIMEOUT_MS
 
 logger = logging.getLogger(__name__)
 
-EXTENSION_RE = re.compile(r"^[A-Za-z0-9*#+_-]{1,64}$")
 TARGET_FAILED = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 RINGBACK = "tone:ring"
 
@@ -35,19 +35,21 @@ RINGBACK = "tone:ring"
 class TransferRequest:
     extension: str
     attended: bool = False
-    takeback_dtmf: str = "*1"
+    takeback_dtmf: str = TAKEBACK_DTMF
     moh_class: str | None = None
     ringback: str | None = None
-    timeout: float = 20.0  # seconds the target may ring
+    timeout: float = TIMEOUT_MS / 1000  # seconds the target may ring
 
 
 class AttendedTransfer:
-    def __init__(self, call: Call, transferor: str, transferee: str, request: TransferRequest):
+    def __init__(
+        self, call: CallHandle, transferor: str, transferee: str, request: TransferRequest
+    ):
         self.call = call
         self.transferor = transferor
         self.transferee = transferee
         self.request = request
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.queue: asyncio.Queue[dict[str, Any] | LegGone] = asyncio.Queue()
         self.target_id = f"mf-{uuid.uuid4().hex}"
         self.target_snapshot: dict[str, Any] = {}
         self.target_in_stasis = False
@@ -61,12 +63,16 @@ class AttendedTransfer:
 
     # -- which events are ours (called by the owner task) -------------------------------------
 
+    def wants_gone(self, role: str) -> bool:
+        return role in (self.transferor, self.transferee, Role.TRANSFER_TARGET)
+
+    def deliver(self, item: dict[str, Any] | LegGone) -> None:
+        self.queue.put_nowait(item)
+
     def wants(self, event: dict[str, Any]) -> bool:
         kind = event.get("type")
         channel = event.get("channel")
         channel_id = channel.get("id") if isinstance(channel, dict) else None
-        if kind == "_gone":
-            return event.get("role") in (self.transferor, self.transferee)
         if kind == "Dial":
             peer = event.get("peer")
             return isinstance(peer, dict) and peer.get("id") == self.target_id
@@ -117,8 +123,7 @@ class AttendedTransfer:
         transferor = call.legs[self.transferor].channel_id
         if bridge_id is None:
             raise AriError(409, "the call has no bridge")
-        await call.recorder.stop(gateway, "stopped for a transfer")
-        call.engine.track_channel(self.target_id, call)
+        await call.leaving("stopped for a transfer")
         await gateway.remove_from_bridge(bridge_id, transferor)
         await gateway.start_bridge_moh(bridge_id, self.request.moh_class)
         self.ringback_id = await gateway.play_on_channel(
@@ -143,7 +148,15 @@ class AttendedTransfer:
             endpoint,
         )
 
-    async def _handle(self, event: dict[str, Any]) -> str | None:
+    async def _handle(self, event: dict[str, Any] | LegGone) -> str | None:
+        if isinstance(event, LegGone):
+            if event.role == Role.TRANSFER_TARGET:
+                return await self._on_target({"type": "ChannelDestroyed"}, {})
+            if event.role == self.transferor:
+                return await self._transferor_left()
+            if event.role == self.transferee:
+                return await self._transferee_left()
+            return None
         kind = event.get("type")
         raw = event.get("channel")
         channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
@@ -169,30 +182,31 @@ class AttendedTransfer:
                 return await self._target_failed(str(status))
             return None
         if channel_id == self.target_id:
-            if kind in ("StasisStart", "ChannelStateChange"):
-                self.target_snapshot = channel
-                self.target_in_stasis = self.target_in_stasis or kind == "StasisStart"
-                self.target_answered = self.target_answered or channel.get("state") == "Up"
-                return await self._maybe_answered()
-            if kind in ("StasisEnd", "ChannelDestroyed"):
-                self.target_gone = True
-                if self.state == "talking" and not self.transferor_gone:
-                    # The target hung up on the transferor: back to the transferee.
-                    await self._take_back()
-                    return "target_hung_up"
-                return await self._target_failed("hangup")
-            return None
-        role = self._role_of(event, channel_id)
+            return await self._on_target(event, channel)
+        role = self._role_of(channel_id)
         if role == self.transferor:
             return await self._transferor_left()
         if role == self.transferee:
             return await self._transferee_left()
         return None
 
-    def _role_of(self, event: dict[str, Any], channel_id: str | None) -> str | None:
-        if event.get("type") == "_gone":
-            role = event.get("role")
-            return role if isinstance(role, str) else None
+    async def _on_target(self, event: dict[str, Any], channel: dict[str, Any]) -> str | None:
+        kind = event.get("type")
+        if kind in ("StasisStart", "ChannelStateChange"):
+            self.target_snapshot = channel
+            self.target_in_stasis = self.target_in_stasis or kind == "StasisStart"
+            self.target_answered = self.target_answered or channel.get("state") == "Up"
+            return await self._maybe_answered()
+        if kind in ("StasisEnd", "ChannelDestroyed"):
+            self.target_gone = True
+            if self.state == "talking" and not self.transferor_gone:
+                # The target hung up on the transferor: back to the transferee.
+                await self._take_back()
+                return "target_hung_up"
+            return await self._target_failed("hangup")
+        return None
+
+    def _role_of(self, channel_id: str | None) -> str | None:
         for role in (self.transferor, self.transferee):
             if self.call.legs[role].channel_id == channel_id:
                 return role
@@ -207,7 +221,7 @@ class AttendedTransfer:
             return "completed"
         await self._stop_ringback()
         bridge_id = f"mf-{uuid.uuid4().hex}"
-        self.call.engine.track_bridge(bridge_id, self.call)
+        self.call.track_bridge(bridge_id)
         try:
             self.consult_bridge = await gateway.create_bridge("mixing,dtmf_events", bridge_id)
             await gateway.add_to_bridge(
@@ -221,7 +235,7 @@ class AttendedTransfer:
 
     async def _transferor_left(self) -> str | None:
         self.transferor_gone = True
-        self.call.legs[self.transferor].gone = True
+        await self.call.ask(lambda: self.call.mark_gone(self.transferor))
         await self._stop_ringback()
         if self.state == "talking":
             await self._connect_transferee()
@@ -232,18 +246,18 @@ class AttendedTransfer:
     async def _transferee_left(self) -> str:
         """The held party hung up: a consultation in progress becomes the call."""
         call = self.call
-        call.legs[self.transferee].gone = True
+        await call.ask(lambda: call.mark_gone(self.transferee))
         if self.state == "talking" and self.consult_bridge is not None:
             old_bridge = call.bridge_id
-            call.adopt_transfer_target(self.transferee, self._target_leg(), self.consult_bridge)
+            await self._adopt_target(self.transferee, self.consult_bridge)
             if old_bridge is not None:
                 await self.call.safely(call.engine.gateway_or_raise().destroy_bridge(old_bridge))
             logger.info("call %s: transferee left; transferor and target go on", call.id)
             return "transferee_left"
         await self._stop_ringback()
         await self._hang_up_target()
-        call.transfer_finished()
-        call.submit({"type": "_gone", "role": self.transferee})
+        await self.finished()
+        call.submit(LegGone(self.transferee))
         return "transferee_left"
 
     async def _target_failed(self, why: str) -> str:
@@ -252,7 +266,7 @@ class AttendedTransfer:
             logger.info(
                 "call %s: transfer target failed (%s) after the transferor left", self.call.id, why
             )
-            self.call.transfer_finished()
+            await self.finished()
             await self.call.safely(
                 self.call.engine.gateway_or_raise().hangup(
                     self.call.legs[self.transferee].channel_id
@@ -265,17 +279,35 @@ class AttendedTransfer:
 
     # -- steps ---------------------------------------------------------------------------------
 
-    def _target_leg(self) -> Leg:
-        from .call import Leg
+    def target_leg(self) -> Leg:
+        """The target as a leg of the call, not yet a party (added when the transfer starts)."""
+        return Leg(Role.TRANSFER_TARGET, self.target_id, party=False)
 
-        leg = Leg(
-            role="",
-            channel_id=self.target_id,
-            name=str(self.target_snapshot.get("name", "")),
-            state="Up",
-        )
-        leg.answered = leg.in_stasis = True
-        return leg
+    async def _adopt_target(self, role: str, bridge_id: str | None) -> None:
+        """The target takes ``role``'s place in the call; the transfer is over."""
+
+        def adopt() -> None:
+            call = self.call
+            leg = call.legs.get(Role.TRANSFER_TARGET) or self.target_leg()
+            leg.name = str(self.target_snapshot.get("name", ""))
+            leg.state = "Up"
+            leg.answered = leg.in_stasis = True
+            call.replace_leg(role, leg, resolve=True)
+            call.bridge_id = bridge_id
+            self._detach()
+
+        await self.call.ask(adopt)
+
+    def _detach(self) -> None:
+        """In the call's task: the call no longer routes events to this transfer."""
+        call = self.call
+        call.remove_interceptor(self)
+        if call.feature_state.get("transfer") is self:
+            del call.feature_state["transfer"]
+        call.drop_leg(Role.TRANSFER_TARGET)
+
+    async def finished(self) -> None:
+        await self.call.ask(self._detach)
 
     async def _connect_transferee(self) -> None:
         """Transferee and target talk; the target takes the transferor's place in the call."""
@@ -286,7 +318,7 @@ class AttendedTransfer:
         if call.bridge_id is not None:
             await self.call.safely(gateway.stop_bridge_moh(call.bridge_id))
             await self.call.safely(gateway.add_to_bridge(call.bridge_id, [self.target_id]))
-        call.adopt_transfer_target(self.transferor, self._target_leg(), call.bridge_id)
+        await self._adopt_target(self.transferor, call.bridge_id)
         logger.info("call %s: transfer completed", call.id)
 
     async def _take_back(self) -> None:
@@ -302,7 +334,7 @@ class AttendedTransfer:
             await self.call.safely(
                 gateway.add_to_bridge(call.bridge_id, [call.legs[self.transferor].channel_id])
             )
-        call.transfer_finished()
+        await self.finished()
 
     async def _hang_up_target(self) -> None:
         if not self.target_gone:

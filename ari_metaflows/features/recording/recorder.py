@@ -1,7 +1,7 @@
 """Recording a call's mix through its bridge (``record_call``), with a row per recording.
 
-The call's owner task and its flows use this; rows go to the write-behind journal so the
-database is never on the call's path. A recording stopped by us is completed at once (so a
+Only the call's own task uses a recorder (flows ask it to); rows go to the write-behind journal
+so the database is never on the call's path. A recording stopped by us is completed at once (so a
 ``toggle`` right after sees it stopped); Asterisk's RecordingFinished then refines the duration.
 """
 
@@ -12,16 +12,13 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..ari.gateway import AriError, AriGateway, AriUnavailable, Gone
-from ..metaflows.module_schemas import MAX_RECORDING_SECONDS
-from ..metaflows.resolver import LegIdentity
-from ..recordings import Recording, RecordingJournal
+from ...ari.gateway import AriGateway
+from ...errors import AriError, AriUnavailable, Gone, RecordingRefused
+from ...metaflows.resolver import LegIdentity
+from ...recordings import Recording, RecordingJournal
+from .schemas import MAX_RECORDING_SECONDS
 
 logger = logging.getLogger(__name__)
-
-
-class RecordingRefused(Exception):
-    """The recording could not start or change (the reason is in the message)."""
 
 
 def owner_of(identity: LegIdentity) -> tuple[str, str]:

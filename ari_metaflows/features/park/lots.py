@@ -11,14 +11,12 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ...errors import SlotUnavailable
+
 if TYPE_CHECKING:
-    from .call import Call
+    from ...calls.feature import CallHandle
 
 _SUFFIX = re.compile(r"-[0-9a-f]{8}(;[12])?$")
-
-
-class SlotUnavailable(Exception):
-    """The wanted slot is outside the lot, taken, or the lot is full."""
 
 
 @dataclass(frozen=True)
@@ -51,9 +49,9 @@ def dial_string_of(channel_name: str) -> str:
 class ParkingLots:
     def __init__(self, slots: SlotRange) -> None:
         self.slots = slots
-        self._lots: dict[str, dict[str, Call]] = {}
+        self._lots: dict[str, dict[str, CallHandle]] = {}
 
-    def claim(self, account_id: str, wanted: str | None, call: Call) -> str:
+    def claim(self, account_id: str, wanted: str | None, call: CallHandle) -> str:
         lot = self._lots.setdefault(account_id, {})
         if wanted is not None:
             if wanted not in self.slots:
@@ -68,13 +66,13 @@ class ParkingLots:
                 return str(number)
         raise SlotUnavailable("the parking lot is full")
 
-    def release(self, account_id: str, slot: str, call: Call) -> None:
+    def release(self, account_id: str, slot: str, call: CallHandle) -> None:
         lot = self._lots.get(account_id, {})
         if lot.get(slot) is call:
             del lot[slot]
 
-    def get(self, account_id: str, slot: str) -> Call | None:
+    def get(self, account_id: str, slot: str) -> CallHandle | None:
         return self._lots.get(account_id, {}).get(slot)
 
-    def of_account(self, account_id: str) -> dict[str, Call]:
+    def of_account(self, account_id: str) -> dict[str, CallHandle]:
         return dict(sorted(self._lots.get(account_id, {}).items(), key=lambda kv: int(kv[0])))

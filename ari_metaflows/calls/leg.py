@@ -1,0 +1,41 @@
+"""A call's legs: roles, phases and what the call knows of each channel."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from ..metaflows.documents import EffectiveMetaflows
+from ..metaflows.resolver import LegIdentity
+
+
+class Role(StrEnum):
+    """The part a leg plays in its call. String-valued: the API shows the value."""
+
+    CALLER = "caller"
+    CALLEE = "callee"
+    TRANSFER_TARGET = "transfer_target"  # rings (then consults) during an attended transfer
+
+
+class Phase(StrEnum):
+    """Where a call is: dialing → connected (⇄ parked) → ended."""
+
+    DIALING = "dialing"
+    CONNECTED = "connected"
+    PARKED = "parked"
+    ENDED = "ended"
+
+
+@dataclass
+class Leg:
+    role: str
+    channel_id: str
+    name: str = ""
+    state: str = "Down"
+    identity: LegIdentity | None = None
+    metaflows: EffectiveMetaflows | None = None
+    gone: bool = False
+    answered: bool = False
+    in_stasis: bool = False
+    released: bool = False  # sent on into the dialplan by us: not ours to hang up
+    party: bool = True  # takes part in the conversation (a ringing transfer target does not)
