@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from ari_metaflows.ari.connection import AriConnection, ReconnectBackoff
+from ari_metaflows.ari.connection import AriConnection
+from ari_metaflows.backoff import Backoff
 from ari_metaflows.sim import SimulatedAsteriskServer
 
 from ..helpers.engine_service import wait_until
@@ -35,7 +36,7 @@ def connection(url: str, password: str = "never-logged") -> AriConnection:
         app="metaflows",
         route=lambda _event: None,
         on_connected=on_connected,
-        backoff=ReconnectBackoff(initial=0.01, maximum=0.02),
+        backoff=Backoff(initial=0.01, maximum=0.02),
     )
 
 
