@@ -27,6 +27,7 @@ class ApiContext:
     journal: RecordingJournal | None = None
     events: EventStore | None = None
     metrics: Metrics = field(default_factory=Metrics)
+    cors_origin: str = "*"  # Access-Control-Allow-Origin on every answer (METAFLOWS_CORS_ORIGIN)
 
 
 CONTEXT = web.AppKey("context", ApiContext)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..metaflows.documents import validate_document
+from ..metaflows.documents import validate_document, vet_document_patterns
 from ..metaflows.store import Owner, OwnerKind
 from .context import CONTEXT
 from .envelope import respond
@@ -29,6 +29,7 @@ async def post_metaflows(request: web.Request) -> web.Response:
     owner = await _owner(request)
     expected = if_match(request)
     document = validate_document(await data_object(request))
+    await vet_document_patterns(document)
     stored = await request.app[CONTEXT].store.put(owner, document, if_match=expected)
     return respond(request, stored.document, revision=stored.revision)
 

@@ -1,9 +1,16 @@
-"""The aiohttp application: middlewares that map every failure to the envelope, and routes."""
+"""The aiohttp application: middlewares that map every failure to the envelope, and routes.
+
+Middlewares, outermost first: CORS (answers preflights without a token, adds the headers to
+every answer), access log + metrics (one line per request, secrets stripped), envelope (request
+id, token, every failure → the error envelope).
+"""
 
 from __future__ import annotations
 
 import logging
 import re
+import time
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable
 
@@ -16,11 +23,22 @@ from ..errors import (
     NotFound,
     PayloadTooLarge,
 )
-from . import channels, events, metaflows, ops, parking, recordings
+from . import api_keys, channels, events, metaflows, ops, parking, recordings
 from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
 from .envelope import respond_error
+from .requests import token_of
 
 logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("ari_metaflows.access")
+
+CORS_METHODS = "GET, POST, PUT, DELETE, PATCH, OPTIONS"
+CORS_HEADERS = (
+    "Content-Type, X-Auth-Token, If-Match, Authorization, X-Request-ID, X-Requested-With, "
+    "Cache-Control, If-Modified-Since"
+)
+CORS_EXPOSE = "X-Request-ID, ETag, Allow, Location, Content-Disposition"
+CORS_MAX_AGE = "86400"
+_SECRET_QUERY_KEYS = frozenset({"auth_token", "api_key"})
 
 MAX_BODY_BYTES = 256 * 1024
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -28,10 +46,49 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+def cors_headers(origin: str) -> dict[str, str]:
+    return {
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": CORS_METHODS,
+        "Access-Control-Allow-Headers": CORS_HEADERS,
+        "Access-Control-Expose-Headers": CORS_EXPOSE,
+        "Access-Control-Max-Age": CORS_MAX_AGE,
+    }
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """As crossbar: any ``OPTIONS`` is a preflight answered here, without a token; every other
+    answer (errors included) carries the same headers."""
+    headers = cors_headers(request.app[CONTEXT].cors_origin)
+    if request.method == "OPTIONS":
+        return web.Response(status=204, headers=headers)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        exc.headers.update(headers)
+        raise
+    if not response.prepared:
+        response.headers.update(headers)
+    return response
+
+
+def loggable_path(request: web.Request) -> str:
+    """The path and query with secrets (``auth_token``, ``api_key``) replaced by ``***``."""
+    if not request.query_string:
+        return request.path
+    pairs = urllib.parse.parse_qsl(request.query_string, keep_blank_values=True)
+    query = urllib.parse.urlencode(
+        [(key, "***" if key.lower() in _SECRET_QUERY_KEYS else value) for key, value in pairs]
+    )
+    return f"{request.path}?{query}"
+
+
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every request by method and final status (outermost: sees the mapped errors)."""
+    """Count every request by method and final status, and write its access log line."""
     status = 500
+    started = time.perf_counter()
     try:
         response = await handler(request)
         status = response.status
@@ -41,6 +98,25 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
         raise
     finally:
         request.app[CONTEXT].metrics.api_request(request.method, status)
+        if access_logger.isEnabledFor(logging.INFO):
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            path = loggable_path(request)
+            request_id = request.get(REQUEST_ID, "")
+            access_logger.info(
+                "%s %s %d %.2fms %s",
+                request.method,
+                path,
+                status,
+                duration_ms,
+                request_id,
+                extra={
+                    "http_method": request.method,
+                    "http_path": path,
+                    "http_status": status,
+                    "duration_ms": duration_ms,
+                    "request_id": request_id,
+                },
+            )
 
 
 @web.middleware
@@ -48,12 +124,14 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
     """Give each request its id, and turn every failure into the error envelope."""
     given_id = request.headers.get("X-Request-ID", "")
     request[REQUEST_ID] = given_id if _REQUEST_ID_RE.match(given_id) else uuid.uuid4().hex
-    request[AUTH_TOKEN] = request.headers.get("X-Auth-Token", "")
+    request[AUTH_TOKEN] = token_of(request)
     try:
         return await handler(request)
     except MetaflowsError as error:
         if error.status >= 500:
-            logger.warning("request %s %s failed: %s", request.method, request.path, error.message)
+            logger.warning(
+                "request %s %s failed: %s", request.method, loggable_path(request), error.message
+            )
         return respond_error(request, error)
     except web.HTTPMethodNotAllowed as exc:
         allowed = ", ".join(sorted(exc.allowed_methods))
@@ -77,16 +155,18 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
             return respond_error(request, InvalidRequest(exc.reason))
         return respond_error(request, MetaflowsError())
     except Exception:
-        logger.exception("unhandled error in %s %s", request.method, request.path)
+        logger.exception("unhandled error in %s %s", request.method, loggable_path(request))
         return respond_error(request, MetaflowsError())
 
 
 def create_app(context: ApiContext) -> web.Application:
     app = web.Application(
-        middlewares=[metrics_middleware, envelope_middleware], client_max_size=MAX_BODY_BYTES
+        middlewares=[cors_middleware, metrics_middleware, envelope_middleware],
+        client_max_size=MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
     metaflows.add_routes(app.router)
+    api_keys.add_routes(app.router)
     channels.add_routes(app.router)
     recordings.add_routes(app.router)
     parking.add_routes(app.router)
