@@ -186,6 +186,7 @@ async def open_service(settings: Settings, database_url: str) -> Service:
             journal=journal,
             events=events,
             metrics=metrics,
+            cors_origin=settings.cors_origin,
         )
     except BaseException:
         await db.close()

@@ -44,6 +44,8 @@ class Settings:
     park_slots: str = "701-720"
     park_timeout_context: str = "metaflows-park-timeout"
     log_level: str = "INFO"
+    log_format: str = "text"  # or "json": one JSON object per line
+    cors_origin: str = "*"  # Access-Control-Allow-Origin of every API answer
 
     @property
     def database_url_for_logs(self) -> str:
@@ -56,6 +58,7 @@ class Settings:
 _ID_RE = re.compile(r"^[A-Za-z0-9_@+.-]{1,128}$")
 _APP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,80}$")
+_CORS_ORIGIN_RE = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -175,6 +178,15 @@ def load_settings(
     log_level = (get("METAFLOWS_LOG_LEVEL") or defaults.log_level).upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"METAFLOWS_LOG_LEVEL must be one of {', '.join(_LOG_LEVELS)}")
+    log_format = (get("METAFLOWS_LOG_FORMAT") or defaults.log_format).lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("METAFLOWS_LOG_FORMAT must be text or json")
+    cors_origin = get("METAFLOWS_CORS_ORIGIN") or defaults.cors_origin
+    if not _CORS_ORIGIN_RE.match(cors_origin):
+        raise ConfigError(
+            "METAFLOWS_CORS_ORIGIN must be * or an origin like https://ui.example.com, "
+            f"got {cors_origin!r}"
+        )
     database_url = get("METAFLOWS_DATABASE_URL")
     listen = get("METAFLOWS_API_LISTEN")
     data_dir = get("METAFLOWS_DATA_DIR")
@@ -193,4 +205,6 @@ def load_settings(
         park_slots=park_slots,
         park_timeout_context=park_timeout_context,
         log_level=log_level,
+        log_format=log_format,
+        cors_origin=cors_origin,
     )
