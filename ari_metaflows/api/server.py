@@ -79,7 +79,8 @@ def loggable_path(request: web.Request) -> str:
         return request.path
     pairs = urllib.parse.parse_qsl(request.query_string, keep_blank_values=True)
     query = urllib.parse.urlencode(
-        [(key, "***" if key.lower() in _SECRET_QUERY_KEYS else value) for key, value in pairs]
+        [(key, "***" if key.lower() in _SECRET_QUERY_KEYS else value) for key, value in pairs],
+        safe="*",
     )
     return f"{request.path}?{query}"
 
