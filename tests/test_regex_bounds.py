@@ -11,6 +11,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ari_metaflows.calls.collector import REGEX_BUDGET_S, Match, NoMatch, new_collector
+from ari_metaflows.errors import ValidationFailed
 from ari_metaflows.metaflows import regex_guard
 from ari_metaflows.metaflows.documents import effective_metaflows, validate_document
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
@@ -71,9 +72,9 @@ def test_checking_the_worst_pattern_is_quick() -> None:
 
 def test_too_many_patterns_are_a_validation_error() -> None:
     patterns = {f"^{i}$": PLAY for i in range(regex_guard.MAX_PATTERNS_PER_DOCUMENT + 1)}
-    with pytest.raises(Exception) as info:
+    with pytest.raises(ValidationFailed) as info:
         validate_document({"patterns": patterns})
-    errors = info.value.errors  # type: ignore[attr-defined]
+    errors = info.value.errors
     assert errors["patterns"]["maxProperties"]["target"] == 100
     validate_document({"patterns": dict(list(patterns.items())[:100])})
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 
 MAX_STALL_MS = 20.0
@@ -46,7 +46,5 @@ async def watch_loop(interval_s: float = 0.001) -> AsyncIterator[LoopWatch]:
         yield watch
     finally:
         task.cancel()
-        try:
+        with suppress(asyncio.CancelledError):
             await task
-        except asyncio.CancelledError:
-            pass
