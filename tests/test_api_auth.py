@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ari_metaflows.auth.tokens import SESSION_IDLE_SECONDS, TokenStore, digest
 from ari_metaflows.db.database import Database
@@ -243,3 +245,24 @@ async def test_revision_conflict_is_datastore_conflict(client: Client) -> None:
     body = await response.json()
     assert body["message"] == "datastore_conflict"
     assert body["data"]["message"]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    candidate=st.one_of(
+        st.text(max_size=140),
+        st.text(alphabet="0123456789abcdef", min_size=64, max_size=64),
+        st.integers(),
+        st.none(),
+    )
+)
+async def test_api_auth_lets_in_only_the_real_key(client: Client, candidate: Any) -> None:
+    real = await api_key_of(client, "acc1")
+    response = await client.put("/v2/api_auth", json={"data": {"api_key": candidate}})
+    body = await response.json()
+    if candidate == real:
+        assert response.status == 201
+    else:
+        assert response.status in (400, 401), body
+        assert body["message"] in ("validation error", "invalid_credentials", "invalid request")
+        assert body["auth_token"] == ""
