@@ -149,3 +149,46 @@ async def test_odd_but_valid_bodies_never_get_a_500(client: Client, body: bytes)
     json.loads(text, parse_constant=_no_constants)
     again = await client.get(PATHS[0], headers=ADMIN)
     assert again.status == 200
+
+
+def _numbers(count: int) -> dict[str, Any]:
+    return {"numbers": {str(i): {"module": "play", "data": {"id": "b"}} for i in range(count)}}
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "status"),
+    [
+        ("500 nodes", _numbers(500), 200),
+        ("501 nodes", _numbers(501), 400),
+        ("nodes up to the body limit", _numbers(6000), 400),
+        (
+            "wide children",
+            {"numbers": {"1": {"module": "play", "children": _numbers(600)["numbers"]}}},
+            400,
+        ),
+        ("a list of 100,000 integers", {"x": [1] * 100_000}, 400),
+        ("a list of 30,000 floats", {"x": [1.5] * 30_000}, 400),
+        ("15,000 short keys", {"x": {f"k{i}": i for i in range(15_000)}}, 400),
+        ("a list of 9,000 integers", {"x": [12345] * 9_000}, 200),
+        ("3,000 short keys", {"x": {f"k{i}": i for i in range(3_000)}}, 200),
+    ],
+)
+async def test_big_documents_never_stall_the_loop(
+    client: Client, name: str, data: dict[str, Any], status: int
+) -> None:
+    path = PATHS[0]
+    seeded = await client.post(path, json={"data": SEED}, headers=ADMIN)
+    before = (await seeded.json())["data"]
+    body = json.dumps({"data": data}, separators=(",", ":")).encode()
+    assert len(body) < 256 * 1024, name
+    async with watch_loop() as watch:
+        response = await client.post(path, data=body, headers=ADMIN)
+        text = await response.text()
+        after = await (await client.get(path, headers=ADMIN)).json()
+    assert response.status == status, text[:300]
+    assert watch.max_busy_ms < MAX_STALL_MS, (name, watch)
+    if status == 400:
+        assert json.loads(text)["message"] in ("validation error", "invalid request")
+        assert after["data"] == before
+    else:
+        assert after["data"]["x" if "x" in data else "numbers"]

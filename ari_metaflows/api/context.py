@@ -13,6 +13,7 @@ from ..auth.tokens import Authenticator
 from ..metaflows.store import MetaflowStore
 from ..metrics import Metrics
 from ..recordings import RecordingJournal, RecordingStore
+from .offload import Offloader
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
 
@@ -31,5 +32,6 @@ class ApiContext:
 
 
 CONTEXT = web.AppKey("context", ApiContext)
+OFFLOAD = web.AppKey("offload", Offloader)
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH_TOKEN = web.RequestKey("auth_token", str)

@@ -10,8 +10,10 @@ from aiohttp import web
 
 from ..auth.tokens import Principal
 from ..errors import InvalidIdentifier, InvalidRequest
+from ..metaflows.documents import validate_document
 from ..metaflows.store import normalise_revision
-from .context import CONTEXT
+from .context import CONTEXT, OFFLOAD
+from .offload import INLINE_BODY_BYTES
 
 ID_RE = re.compile(r"^[A-Za-z0-9_@+.-]{1,128}$")
 
@@ -66,6 +68,9 @@ async def principal_for(request: web.Request, account_id: str) -> Principal:
 # Bodies are bounded before anything trusts them (issue 17): nesting deeper than this,
 # integers beyond 64 bits, non-finite numbers and strings that are not valid Unicode are 400s.
 MAX_JSON_DEPTH = 64
+# Values (scalars and containers) in one body: what is stored is decoded and encoded again on
+# every read, on the event loop; 10,000 keeps that to a few ms. Metaflow documents are tiny.
+MAX_JSON_VALUES = 10_000
 _INT64 = 2**63
 
 
@@ -115,8 +120,12 @@ def parse_json(raw: bytes) -> Any:
 def _check_tree(value: Any) -> None:
     """Depth and Unicode of every key and string, without recursion."""
     stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
     while stack:
         item, depth = stack.pop()
+        seen += 1
+        if seen > MAX_JSON_VALUES:
+            raise InvalidRequest(f"the request body holds more than {MAX_JSON_VALUES} values")
         if isinstance(item, str):
             _check_text(item)
         elif isinstance(item, (dict, list)):
@@ -143,20 +152,41 @@ def _check_text(text: str) -> None:
         ) from None
 
 
-async def json_body(request: web.Request) -> Any:
+async def _raw_body(request: web.Request) -> bytes:
     raw = await request.read()
     if not raw.strip():
         raise InvalidRequest('the request body is empty; send {"data": {...}}')
+    return raw
+
+
+async def json_body(request: web.Request) -> Any:
+    """The parsed body; a big one is parsed in the worker process (``offload``)."""
+    raw = await _raw_body(request)
+    if len(raw) > INLINE_BODY_BYTES:
+        return await request.app[OFFLOAD].parse(raw, document=False)
     return parse_json(raw)
 
 
-async def data_object(request: web.Request) -> dict[str, Any]:
-    """The ``data`` object of a ``{"data": {...}}`` body."""
-    body = await json_body(request)
+def data_of(body: Any) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("data"), dict):
         raise InvalidRequest('the request body must be a JSON object {"data": {...}}')
     data: dict[str, Any] = body["data"]
     return data
+
+
+async def data_object(request: web.Request) -> dict[str, Any]:
+    """The ``data`` object of a ``{"data": {...}}`` body."""
+    return data_of(await json_body(request))
+
+
+async def metaflow_document(request: web.Request) -> dict[str, Any]:
+    """The validated metaflow document of a ``{"data": {...}}`` body, defaults filled; a big
+    body is parsed and validated in the worker process."""
+    raw = await _raw_body(request)
+    if len(raw) > INLINE_BODY_BYTES:
+        document: dict[str, Any] = await request.app[OFFLOAD].parse(raw, document=True)
+        return document
+    return validate_document(data_of(parse_json(raw)))
 
 
 def if_match(request: web.Request) -> str | None:

@@ -24,8 +24,9 @@ from ..errors import (
     PayloadTooLarge,
 )
 from . import api_keys, channels, events, metaflows, ops, parking, recordings
-from .context import AUTH_TOKEN, CONTEXT, REQUEST_ID, ApiContext
+from .context import AUTH_TOKEN, CONTEXT, OFFLOAD, REQUEST_ID, ApiContext
 from .envelope import respond_error
+from .offload import Offloader
 from .requests import token_of
 
 logger = logging.getLogger(__name__)
@@ -166,6 +167,12 @@ def create_app(context: ApiContext) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
+    app[OFFLOAD] = Offloader()
+
+    async def stop_offloader(app: web.Application) -> None:
+        app[OFFLOAD].close()
+
+    app.on_cleanup.append(stop_offloader)
     metaflows.add_routes(app.router)
     api_keys.add_routes(app.router)
     channels.add_routes(app.router)

@@ -24,6 +24,9 @@ DEFAULT_LISTEN_ON = "self"
 MAX_DIGITS = regex_guard.MAX_DIGITS
 MAX_PATTERN_LENGTH = regex_guard.MAX_PATTERN_LENGTH
 MAX_PATTERNS = regex_guard.MAX_PATTERNS_PER_DOCUMENT
+# Every node (numbers, patterns, children at any depth) costs validation and resolution time
+# on the event loop; 500 keeps both within a few ms (issue 17).
+MAX_NODES = 500
 MAX_CHILD_DEPTH = 10
 
 NUMBER_KEY_PATTERN = r"^[0-9]+$"
@@ -40,9 +43,17 @@ _MODULE_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 64}
 _OBJECT: Schema = {"type": "object"}
 
 
+class _DocumentErrors(ErrorCollector):
+    """Also counts the nodes seen, to stop at ``MAX_NODES``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes = 0
+
+
 def validate_document(document: Any) -> dict[str, Any]:
     """Return the validated document with defaults filled; raise ``ValidationFailed``."""
-    errors = ErrorCollector()
+    errors = _DocumentErrors()
     result = errors.check(document, TOP_LEVEL_SCHEMA, ())
     if isinstance(result, dict):
         if "numbers" in result:
@@ -134,6 +145,17 @@ def _check_pattern_key(errors: ErrorCollector, key: str, path: Path) -> None:
 
 
 def _check_node(errors: ErrorCollector, node: Any, path: Path, depth: int) -> Any:
+    if isinstance(errors, _DocumentErrors):
+        errors.nodes += 1
+        if errors.nodes > MAX_NODES:
+            if errors.nodes == MAX_NODES + 1:
+                errors.add(
+                    path,
+                    "error",
+                    f"a document may hold at most {MAX_NODES} metaflow nodes "
+                    "(numbers, patterns and children together)",
+                )
+            return node
     node = errors.check(node, {"type": "object", "required": ["module"]}, path)
     if not isinstance(node, dict):
         return node
