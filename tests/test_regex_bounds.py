@@ -162,12 +162,12 @@ async def test_one_code_against_300_backtracking_patterns_has_one_budget() -> No
         for _ in range(31):
             now += 0.1
             assert collector.on_digit("caller", "1", now) is None
-        started = time.perf_counter()
+        started = time.thread_time()
         outcome = collector.on_timeout(now + 10)
-        spent = time.perf_counter() - started
+        spent = time.thread_time() - started
     assert isinstance(outcome, NoMatch)
     assert outcome.reason == "regex_timeout"
-    assert spent < REGEX_BUDGET_S + 0.015
+    assert spent < REGEX_BUDGET_S + 0.005
     assert watch.max_busy_ms < MAX_STALL_MS, watch
 
 
@@ -179,11 +179,12 @@ async def test_early_match_analysis_shares_the_budget_of_the_code() -> None:
     await regex_guard.warm(regex_guard_sources(levels))
     collector = new_collector(effective_metaflows(levels), "caller", frozenset())
     collector.on_digit("caller", "*", 0.0)
-    started = time.thread_time()
     async with watch_loop() as watch:
+        started = time.thread_time()
         for i in range(31):
             collector.on_digit("caller", "1", i * 0.1)
-    assert (time.thread_time() - started) < REGEX_BUDGET_S + 0.015
+        spent = time.thread_time() - started
+    assert spent < REGEX_BUDGET_S + 0.005
     assert watch.max_busy_ms < MAX_STALL_MS, watch
     assert collector.regex_budget < REGEX_BUDGET_S
 
