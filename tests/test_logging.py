@@ -130,11 +130,14 @@ async def test_one_access_line_per_request_without_secrets(
             headers={"X-Request-ID": "req-42"},
         )
         await client.get("/v2/nowhere", headers={"X-Auth-Token": ADMIN_TOKEN})
+        await client.options("/v2/api_auth", headers={"Origin": "http://ui.example"})
     finally:
         access.removeHandler(handler)
     entries = [json.loads(line) for line in handler_stream.getvalue().splitlines()]
-    assert len(entries) == 2
-    first, second = entries
+    assert len(entries) == 3
+    first, second, preflight = entries
+    assert (preflight["http_method"], preflight["http_status"]) == ("OPTIONS", 204)
+    assert preflight["request_id"]
     assert first["http_method"] == "GET"
     assert first["http_path"] == "/v2/accounts/acc1/metaflows?auth_token=***&x=1"
     assert first["http_status"] == 200
@@ -144,5 +147,5 @@ async def test_one_access_line_per_request_without_secrets(
     assert second["http_path"] == "/v2/nowhere"
     assert ADMIN_TOKEN not in handler_stream.getvalue()
     ours = [r.getMessage() for r in caplog.records if r.name.startswith("ari_metaflows")]
-    assert len(ours) == 2
+    assert len(ours) == 3
     assert all(ADMIN_TOKEN not in message for message in ours)  # text lines too

@@ -1,8 +1,8 @@
 """The aiohttp application: middlewares that map every failure to the envelope, and routes.
 
-Middlewares, outermost first: CORS (answers preflights without a token, adds the headers to
-every answer), access log + metrics (one line per request, secrets stripped), envelope (request
-id, token, every failure → the error envelope).
+Middlewares, outermost first: access log + metrics (one line per request, preflights included,
+secrets stripped), CORS (answers preflights without a token, adds the headers to every answer),
+envelope (request id, token, every failure → the error envelope).
 """
 
 from __future__ import annotations
@@ -88,7 +88,9 @@ def loggable_path(request: web.Request) -> str:
 
 @web.middleware
 async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Count every request by method and final status, and write its access log line."""
+    """Give each request its id; count it by method and final status; write its access line."""
+    given_id = request.headers.get("X-Request-ID", "")
+    request[REQUEST_ID] = given_id if _REQUEST_ID_RE.match(given_id) else uuid.uuid4().hex
     status = 500
     started = time.perf_counter()
     try:
@@ -123,9 +125,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 @web.middleware
 async def envelope_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Give each request its id, and turn every failure into the error envelope."""
-    given_id = request.headers.get("X-Request-ID", "")
-    request[REQUEST_ID] = given_id if _REQUEST_ID_RE.match(given_id) else uuid.uuid4().hex
+    """Take the caller's token, and turn every failure into the error envelope."""
     request[AUTH_TOKEN] = token_of(request)
     try:
         return await handler(request)
@@ -163,7 +163,7 @@ async def envelope_middleware(request: web.Request, handler: Handler) -> web.Str
 
 def create_app(context: ApiContext) -> web.Application:
     app = web.Application(
-        middlewares=[cors_middleware, metrics_middleware, envelope_middleware],
+        middlewares=[metrics_middleware, cors_middleware, envelope_middleware],
         client_max_size=MAX_BODY_BYTES,
     )
     app[CONTEXT] = context
