@@ -3,6 +3,7 @@ rotation by API and CLI, crossbar error bodies (item 4)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -266,3 +267,8 @@ async def test_api_auth_lets_in_only_the_real_key(client: Client, candidate: Any
         assert response.status in (400, 401), body
         assert body["message"] in ("validation error", "invalid_credentials", "invalid request")
         assert body["auth_token"] == ""
+
+
+async def test_concurrent_first_reads_agree_on_one_key(client: Client) -> None:
+    keys = await asyncio.gather(*(api_key_of(client, "fresh") for _ in range(5)))
+    assert len(set(keys)) == 1

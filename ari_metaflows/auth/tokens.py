@@ -116,16 +116,20 @@ class TokenStore:
 
     async def api_key(self, account_id: str) -> str:
         """The account's api_key, made on first need."""
-        key = secrets.token_hex(32)
+        select = "SELECT api_key FROM account_api_keys WHERE account_id = $1"
         async with self.db.connection() as conn:
-            existing: str = await conn.fetchval(
-                "INSERT INTO account_api_keys (account_id, api_key, api_key_sha256) "
-                "VALUES ($1, $2, $3) ON CONFLICT (account_id) "
-                "DO UPDATE SET account_id = EXCLUDED.account_id RETURNING api_key",
-                account_id,
-                key,
-                digest(key),
-            )
+            existing: str | None = await conn.fetchval(select, account_id)
+            if existing is None:
+                key = secrets.token_hex(32)
+                await conn.execute(
+                    "INSERT INTO account_api_keys (account_id, api_key, api_key_sha256) "
+                    "VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
+                    account_id,
+                    key,
+                    digest(key),
+                )
+                existing = await conn.fetchval(select, account_id)
+        assert existing is not None
         return existing
 
     async def rotate_api_key(self, account_id: str) -> str:
