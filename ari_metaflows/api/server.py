@@ -59,19 +59,15 @@ def cors_headers(origin: str) -> dict[str, str]:
 
 @web.middleware
 async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """As crossbar: any ``OPTIONS`` is a preflight answered here, without a token; every other
-    answer (errors included) carries the same headers."""
-    headers = cors_headers(request.app[CONTEXT].cors_origin)
+    """As crossbar: any ``OPTIONS`` is a preflight answered here, without a token."""
     if request.method == "OPTIONS":
-        return web.Response(status=204, headers=headers)
-    try:
-        response = await handler(request)
-    except web.HTTPException as exc:
-        exc.headers.update(headers)
-        raise
-    if not response.prepared:
-        response.headers.update(headers)
-    return response
+        return web.Response(status=204)
+    return await handler(request)
+
+
+async def add_cors_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Every answer carries the CORS headers: errors, streamed audio, preflights alike."""
+    response.headers.update(cors_headers(request.app[CONTEXT].cors_origin))
 
 
 def loggable_path(request: web.Request) -> str:
@@ -173,6 +169,7 @@ def create_app(context: ApiContext) -> web.Application:
         app[OFFLOAD].close()
 
     app.on_cleanup.append(stop_offloader)
+    app.on_response_prepare.append(add_cors_headers)
     metaflows.add_routes(app.router)
     api_keys.add_routes(app.router)
     channels.add_routes(app.router)
