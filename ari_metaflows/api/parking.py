@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from ..errors import AsteriskUnavailable, InvalidRequest, NotFound
+from ..timefmt import iso_utc
 from .context import CONTEXT
 from .envelope import respond
 from .requests import data_object, path_id, principal_for
@@ -28,7 +29,16 @@ async def list_parked(request: web.Request) -> web.Response:
     await principal_for(request, account_id)
     engine = request.app[CONTEXT].engine
     lot = engine.parking.of_account(account_id) if engine is not None else {}
-    return respond(request, [call.describe_parked() for call in lot.values() if call.parked])
+    parked = [_parked(call.describe_parked()) for call in lot.values() if call.parked]
+    return respond(request, parked)
+
+
+def _parked(described: dict[str, Any]) -> dict[str, Any]:
+    """``parked_at`` in the one timestamp format of every answer (the call keeps Unix seconds)."""
+    parked_at = described.get("parked_at")
+    if isinstance(parked_at, (int, float)):
+        described = {**described, "parked_at": iso_utc(parked_at)}
+    return described
 
 
 async def retrieve(request: web.Request) -> web.Response:
