@@ -272,6 +272,7 @@ async def open_service(
             events=events,
             metrics=metrics,
             devices=DeviceStore(db),
+            cors_origin=settings.cors_origin,
         )
     except BaseException as exc:
         await lifecycle.undo_after(exc)

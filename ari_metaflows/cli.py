@@ -20,6 +20,7 @@ from .db.database import Database
 from .db.embedded import embedded_postgres
 from .errors import DatastoreUnavailable
 from .lifecycle import StartupError, TeardownError
+from .logs import configure_logging
 
 logger = logging.getLogger("ari_metaflows")
 
@@ -56,6 +57,15 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--account")
     revoke = token.add_parser("revoke", help="revoke a token by its id")
     revoke.add_argument("token_id")
+    api_key = commands.add_parser(
+        "api-key", help="an account's api_key, traded for a token with PUT /v2/api_auth"
+    ).add_subparsers(dest="api_key_command", required=True)
+    show = api_key.add_parser("show", help="print the account's api_key (made on first need)")
+    show.add_argument("--account", required=True)
+    rotate = api_key.add_parser(
+        "rotate", help="replace the api_key; the old one and its sessions stop working"
+    )
+    rotate.add_argument("--account", required=True)
     return parser
 
 
@@ -111,6 +121,15 @@ async def _with_db(url: str, args: argparse.Namespace) -> int:
             print("database is up to date")
             return 0
         tokens = TokenStore(db)
+        if args.command == "api-key":
+            if not ID_RE.match(args.account):
+                print(f"error: invalid account id {args.account!r}", file=sys.stderr)
+                return 2
+            if args.api_key_command == "rotate":
+                print(await tokens.rotate_api_key(args.account))
+            else:
+                print(await tokens.api_key(args.account))
+            return 0
         if args.token_command == "create":
             if not ID_RE.match(args.account):
                 print(f"error: invalid account id {args.account!r}", file=sys.stderr)
@@ -181,12 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    for noisy in ("embedded_postgres", "aioari", "aioswagger11"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    configure_logging(settings.log_level, settings.log_format)
     if args.command == "simulate":
         return _simulate(args, settings)
     if args.command == "serve":

@@ -60,6 +60,9 @@ class Settings:
         host = f"[{host}]" if ":" in host else host
         return f"http://{host}:{self.api_listen.port}"
 
+    log_format: str = "text"  # or "json": one JSON object per line
+    cors_origin: str = "*"  # Access-Control-Allow-Origin of every API answer
+
     @property
     def database_url_for_logs(self) -> str:
         """The database URL without its password, or a note that the embedded server is used."""
@@ -71,6 +74,7 @@ class Settings:
 _ID_RE = re.compile(r"^[A-Za-z0-9_@+.-]{1,128}$")
 _APP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,80}$")
+_CORS_ORIGIN_RE = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -194,6 +198,15 @@ def load_settings(
     if media_secret is not None and len(media_secret) < 16:
         raise ConfigError("METAFLOWS_MEDIA_SECRET must be at least 16 characters long")
     media_base_url = get("METAFLOWS_MEDIA_BASE_URL")
+    log_format = (get("METAFLOWS_LOG_FORMAT") or defaults.log_format).lower()
+    if log_format not in ("text", "json"):
+        raise ConfigError("METAFLOWS_LOG_FORMAT must be text or json")
+    cors_origin = get("METAFLOWS_CORS_ORIGIN") or defaults.cors_origin
+    if not _CORS_ORIGIN_RE.match(cors_origin):
+        raise ConfigError(
+            "METAFLOWS_CORS_ORIGIN must be * or an origin like https://ui.example.com, "
+            f"got {cors_origin!r}"
+        )
     database_url = get("METAFLOWS_DATABASE_URL")
     listen = get("METAFLOWS_API_LISTEN")
     data_dir = get("METAFLOWS_DATA_DIR")
@@ -216,4 +229,6 @@ def load_settings(
         media_base_url=(
             _http_url(media_base_url, "METAFLOWS_MEDIA_BASE_URL") if media_base_url else None
         ),
+        log_format=log_format,
+        cors_origin=cors_origin,
     )

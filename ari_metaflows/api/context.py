@@ -15,6 +15,7 @@ from ..features.tts.media import SpeechMedia
 from ..metaflows.store import MetaflowStore
 from ..metrics import Metrics
 from ..recordings import RecordingJournal, RecordingStore
+from .offload import Offloader
 
 ReadinessProbe = Callable[[], Awaitable[bool]]
 
@@ -31,8 +32,10 @@ class ApiContext:
     metrics: Metrics = field(default_factory=Metrics)
     speech: SpeechMedia | None = None  # signed speech files for Asterisk (tts)
     devices: DeviceStore | None = None
+    cors_origin: str = "*"  # Access-Control-Allow-Origin on every answer (METAFLOWS_CORS_ORIGIN)
 
 
 CONTEXT = web.AppKey("context", ApiContext)
+OFFLOAD = web.AppKey("offload", Offloader)
 REQUEST_ID = web.RequestKey("request_id", str)
 AUTH_TOKEN = web.RequestKey("auth_token", str)

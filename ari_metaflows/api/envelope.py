@@ -4,14 +4,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import socket
-from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from .. import __version__
-from ..errors import MetaflowsError
+from ..errors import (
+    AsteriskUnavailable,
+    DatastoreUnavailable,
+    Forbidden,
+    MetaflowsError,
+    MethodNotAllowed,
+    NotFound,
+    NotReady,
+    PayloadTooLarge,
+    RevisionConflict,
+    Unauthorized,
+)
+from ..timefmt import iso_utc
 from .context import AUTH_TOKEN, REQUEST_ID
 
 NODE = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:22]
@@ -20,7 +32,41 @@ _MISSING: Any = object()
 
 
 def _timestamp() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return iso_utc()
+
+
+# Crossbar's error ids (the top-level ``message``; the human text goes to ``data.message``).
+# 400s keep their ids ("invalid request", "validation error", "invalid identifier").
+ERROR_IDS: dict[type[MetaflowsError], str] = {
+    Unauthorized: "invalid_credentials",
+    Forbidden: "forbidden",
+    NotFound: "not_found",
+    MethodNotAllowed: "invalid_method",
+    RevisionConflict: "datastore_conflict",
+    PayloadTooLarge: "request_entity_too_large",
+    DatastoreUnavailable: "datastore_unreachable",
+    AsteriskUnavailable: "asterisk_unreachable",
+    NotReady: "not_ready",
+    MetaflowsError: "internal_error",
+}
+
+
+def error_id(error: MetaflowsError) -> str:
+    """The id clients switch on: crossbar's where it has one, else the message in snake case."""
+    for kind in type(error).__mro__:
+        if kind in ERROR_IDS and (kind is type(error) or kind is not MetaflowsError):
+            return ERROR_IDS[kind]
+    if error.status == 400:
+        return error.message
+    return error.message.replace(" ", "_")
+
+
+def error_data(error: MetaflowsError) -> Any:
+    """``data`` of an error answer: always carries the human text in ``message``."""
+    data = dict(error.data)
+    if error.status != 400 or not data:
+        data.setdefault("message", error.detail or error.message)
+    return data
 
 
 def envelope(
@@ -41,7 +87,7 @@ def envelope(
     }
     if error is not None:
         body["error"] = str(error.status)
-        body["message"] = error.message
+        body["message"] = error_id(error)
         body["status"] = "error"
     else:
         if revision is not None:
@@ -54,7 +100,24 @@ def envelope(
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        if not text.isascii():
+            text.encode("utf-8")  # a lone surrogate (stored before issue 17) must not 500
+        return text
+    except (ValueError, UnicodeEncodeError):
+        # Never an invalid JSON answer: non-finite numbers become null, text is \u-escaped.
+        return json.dumps(_finite(value), ensure_ascii=True, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def respond(
@@ -84,4 +147,6 @@ def respond(
 
 
 def respond_error(request: web.Request, error: MetaflowsError) -> web.Response:
-    return respond(request, error.data, status=error.status, error=error, headers=error.headers)
+    return respond(
+        request, error_data(error), status=error.status, error=error, headers=error.headers
+    )

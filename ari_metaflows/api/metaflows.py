@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..metaflows.documents import validate_document
+from ..metaflows.documents import vet_document_patterns
 from ..metaflows.store import Owner, OwnerKind
 from .context import CONTEXT
 from .envelope import respond
-from .requests import data_object, if_match, path_id, principal_for
+from .requests import if_match, metaflow_document, path_id, principal_for
 
 
 async def _owner(request: web.Request) -> Owner:
@@ -28,7 +28,8 @@ async def get_metaflows(request: web.Request) -> web.Response:
 async def post_metaflows(request: web.Request) -> web.Response:
     owner = await _owner(request)
     expected = if_match(request)
-    document = validate_document(await data_object(request))
+    document = await metaflow_document(request)
+    await vet_document_patterns(document)
     stored = await request.app[CONTEXT].store.put(owner, document, if_match=expected)
     return respond(request, stored.document, revision=stored.revision)
 

@@ -9,6 +9,8 @@ from .. import __version__
 from ..devices.model import DEVICE_SCHEMA
 from ..metaflows.documents import (
     MAX_CHILD_DEPTH,
+    MAX_PATTERN_LENGTH,
+    MAX_PATTERNS,
     NUMBER_KEY_PATTERN,
     TOP_LEVEL_SCHEMA,
     module_specs,
@@ -47,7 +49,16 @@ def _error_envelope() -> dict[str, Any]:
         **schema["properties"],
         "status": {"type": "string", "enum": ["error"]},
         "error": {"type": "string", "description": "the HTTP status code"},
-        "message": {"type": "string", "description": "stable error id"},
+        "message": {
+            "type": "string",
+            "description": (
+                "the error id, as crossbar: invalid_credentials, forbidden, not_found, "
+                "invalid_method, datastore_conflict, request_entity_too_large, "
+                "datastore_unreachable, asterisk_unreachable, not_ready, internal_error; "
+                "400s keep 'invalid request', 'validation error', 'invalid identifier'. "
+                "data.message holds the human text"
+            ),
+        },
     }
     del schema["properties"]["revision"]
     return schema
@@ -75,7 +86,13 @@ def _document_schema() -> dict[str, Any]:
     }
     properties["patterns"] = {
         "type": "object",
-        "description": "regular expression → node; order is significant (first match wins)",
+        "description": (
+            "regular expression → node; order is significant (first match wins). Refused: "
+            "repeat bounds over 32, nested repeats multiplying past 32, patterns needing more "
+            "than 32 digits, literal braces (see docs/decisions.md, issue 17)"
+        ),
+        "maxProperties": MAX_PATTERNS,
+        "propertyNames": {"minLength": 1, "maxLength": MAX_PATTERN_LENGTH},
         "additionalProperties": _ref("MetaflowNode"),
     }
     return {"type": "object", "properties": properties}
@@ -83,7 +100,7 @@ def _document_schema() -> dict[str, Any]:
 
 _ERRORS = {
     "400": "invalid body, identifier or document (validation error)",
-    "401": "missing or invalid X-Auth-Token",
+    "401": "missing or invalid token (X-Auth-Token, Authorization: Bearer or ?auth_token=)",
     "403": "the token belongs to another account",
     "404": "unknown path",
     "405": "method not allowed (see Allow)",
@@ -363,6 +380,69 @@ def _device_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
     }
 
 
+def _login_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    key_ok = {
+        "description": "the account's api_key",
+        "content": {"application/json": {"schema": _ref("ApiKeyEnvelope")}},
+    }
+    login_errors = {
+        code: {
+            "description": _ERRORS[code] if code != "401" else "wrong api_key",
+            "content": {"application/json": {"schema": _ref("ErrorEnvelope")}},
+        }
+        for code in ("400", "401", "405", "413", "503")
+    }
+    return {
+        "/v2/accounts/{account_id}/api_key": {
+            "parameters": [_path_param("account_id")],
+            "get": {
+                "summary": "The account's api_key (64 hex characters, made on first need)",
+                "responses": _responses(key_ok),
+            },
+            "put": {
+                "summary": "Rotate the api_key: the old key and its api_auth sessions stop working",
+                "responses": _responses(key_ok),
+            },
+        },
+        "/v2/api_auth": {
+            "put": {
+                "summary": "Trade an api_key for a token (top-level auth_token; idle expiry 1 h)",
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["data"],
+                                "properties": {
+                                    "data": {
+                                        "type": "object",
+                                        "required": ["api_key"],
+                                        "properties": {
+                                            "api_key": {
+                                                "type": "string",
+                                                "pattern": "^[0-9a-f]{64}$",
+                                            }
+                                        },
+                                    }
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "a token for the account of the key",
+                        "content": {"application/json": {"schema": _ref("AuthEnvelope")}},
+                    },
+                    **login_errors,
+                },
+            }
+        },
+    }
+
+
 @cache
 def openapi_document() -> dict[str, Any]:
     account = _path_param("account_id")
@@ -376,12 +456,28 @@ def openapi_document() -> dict[str, Any]:
         "servers": [{"url": "/"}],
         "components": {
             "securitySchemes": {
-                "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}
+                "token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
+                "token_query": {"type": "apiKey", "in": "query", "name": "auth_token"},
+                "bearer": {"type": "http", "scheme": "bearer"},
             },
             "schemas": {
                 "Envelope": _envelope({}),
                 "DocumentEnvelope": _envelope(_ref("MetaflowDocument")),
                 "ErrorEnvelope": _error_envelope(),
+                "ApiKeyEnvelope": _envelope(
+                    {
+                        "type": "object",
+                        "required": ["api_key"],
+                        "properties": {"api_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+                    }
+                ),
+                "AuthEnvelope": _envelope(
+                    {
+                        "type": "object",
+                        "required": ["account_id"],
+                        "properties": {"account_id": {"type": "string"}},
+                    }
+                ),
                 "MetaflowDocument": _document_schema(),
                 "MetaflowNode": _node_schema(),
                 "Device": dict(DEVICE_SCHEMA),
@@ -392,7 +488,7 @@ def openapi_document() -> dict[str, Any]:
                 },
             },
         },
-        "security": [{"token": []}],
+        "security": [{"token": []}, {"token_query": []}, {"bearer": []}],
         "paths": {
             "/v2/accounts/{account_id}/metaflows": _metaflow_operations([account]),
             "/v2/accounts/{account_id}/users/{user_id}/metaflows": _metaflow_operations(
@@ -403,6 +499,7 @@ def openapi_document() -> dict[str, Any]:
             ),
             **_live_operations(plain_ok),
             **_device_operations(plain_ok),
+            **_login_operations(plain_ok),
             "/healthz": {"get": {"security": [], "responses": {"200": plain_ok}}},
             "/metrics": {
                 "get": {

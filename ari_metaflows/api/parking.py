@@ -9,6 +9,7 @@ from aiohttp import web
 
 from ..errors import AsteriskUnavailable, InvalidRequest, NotFound
 from ..features.park import ParkFeature
+from ..timefmt import iso_utc
 from .context import CONTEXT
 from .envelope import respond
 from .requests import data_object, path_id, principal_for
@@ -34,7 +35,16 @@ async def list_parked(request: web.Request) -> web.Response:
     account_id = path_id(request, "account_id")
     await principal_for(request, account_id)
     park = _park(request.app[CONTEXT].engine)
-    return respond(request, park.parked_calls(account_id) if park is not None else [])
+    parked = park.parked_calls(account_id) if park is not None else []
+    return respond(request, [_parked(described) for described in parked])
+
+
+def _parked(described: dict[str, Any]) -> dict[str, Any]:
+    """``parked_at`` in the one timestamp format of every answer (the call keeps Unix seconds)."""
+    parked_at = described.get("parked_at")
+    if isinstance(parked_at, (int, float)):
+        described = {**described, "parked_at": iso_utc(parked_at)}
+    return described
 
 
 async def retrieve(request: web.Request) -> web.Response:

@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from ..timefmt import iso_utc
+
 COLUMNS = (
     "id",
     "account_id",
@@ -81,7 +83,7 @@ class MetaflowEvent:
     def to_api(self) -> dict[str, Any]:
         shown: dict[str, Any] = {
             "id": self.id,
-            "timestamp": self.occurred_at.isoformat(),
+            "timestamp": iso_utc(self.occurred_at),
             "call_id": self.call_id,
             "leg": self.leg,
             "trigger": self.trigger,

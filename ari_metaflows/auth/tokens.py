@@ -1,14 +1,20 @@
-"""API tokens: the bootstrap admin token and per-account tokens stored hashed.
+"""API tokens: the bootstrap admin token, per-account tokens stored hashed, Kazoo logins.
 
 Account tokens are 256-bit random strings, so a plain SHA-256 is a safe digest to store (there
 is nothing to brute-force); the database looks them up by digest. The admin token is compared
 in constant time.
+
+Kazoo login (crossbar's ``api_auth``): every account has an ``api_key`` (64 hex characters,
+made on first need, rotatable); trading it for a session token gives a token that expires
+after ``SESSION_IDLE_SECONDS`` without use. Use refreshes it, at most once a minute (a write
+per request would cost the API its read throughput).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,6 +23,10 @@ from ..db.database import Database
 from ..errors import Forbidden, Unauthorized
 
 TOKEN_PREFIX = "mft_"
+SESSION_IDLE_SECONDS = 3600  # crossbar's default
+SESSION_LABEL = "api_auth"
+_REFRESH_AFTER_SECONDS = 60
+_API_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
 
 
 def digest(token: str) -> bytes:
@@ -68,10 +78,87 @@ class TokenStore:
         return TokenInfo(**dict(row)), token
 
     async def account_of(self, token: str) -> str | None:
+        """The account of a live token; a session token idle too long is dead, a used one is
+        refreshed (at most once a minute)."""
+        async with self.db.connection() as conn:
+            row = await conn.fetchrow(
+                "SELECT account_id, idle_seconds IS NOT NULL "
+                f"  AND last_used_at < now() - interval '{_REFRESH_AFTER_SECONDS} seconds' "
+                "  AS stale FROM api_tokens "
+                "WHERE token_sha256 = $1 AND revoked_at IS NULL AND (idle_seconds IS NULL "
+                "  OR last_used_at > now() - make_interval(secs => idle_seconds))",
+                digest(token),
+            )
+            if row is None:
+                return None
+            if row["stale"]:
+                await conn.execute(
+                    "UPDATE api_tokens SET last_used_at = now() WHERE token_sha256 = $1",
+                    digest(token),
+                )
+        account: str = row["account_id"]
+        return account
+
+    async def create_session(self, account_id: str) -> str:
+        """A token for ``api_auth``: expires after an idle ``SESSION_IDLE_SECONDS``."""
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        async with self.db.connection() as conn:
+            await conn.execute(
+                "INSERT INTO api_tokens (id, account_id, token_sha256, label, idle_seconds) "
+                "VALUES ($1, $2, $3, $4, $5)",
+                secrets.token_hex(6),
+                account_id,
+                digest(token),
+                SESSION_LABEL,
+                SESSION_IDLE_SECONDS,
+            )
+        return token
+
+    async def api_key(self, account_id: str) -> str:
+        """The account's api_key, made on first need."""
+        select = "SELECT api_key FROM account_api_keys WHERE account_id = $1"
+        async with self.db.connection() as conn:
+            existing: str | None = await conn.fetchval(select, account_id)
+            if existing is None:
+                key = secrets.token_hex(32)
+                await conn.execute(
+                    "INSERT INTO account_api_keys (account_id, api_key, api_key_sha256) "
+                    "VALUES ($1, $2, $3) ON CONFLICT (account_id) DO NOTHING",
+                    account_id,
+                    key,
+                    digest(key),
+                )
+                existing = await conn.fetchval(select, account_id)
+        assert existing is not None
+        return existing
+
+    async def rotate_api_key(self, account_id: str) -> str:
+        """A new api_key; the old one stops working, and so do sessions made with it."""
+        key = secrets.token_hex(32)
+        async with self.db.connection() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO account_api_keys (account_id, api_key, api_key_sha256) "
+                "VALUES ($1, $2, $3) ON CONFLICT (account_id) DO UPDATE SET "
+                "api_key = EXCLUDED.api_key, api_key_sha256 = EXCLUDED.api_key_sha256, "
+                "created_at = now()",
+                account_id,
+                key,
+                digest(key),
+            )
+            await conn.execute(
+                "UPDATE api_tokens SET revoked_at = now() WHERE account_id = $1 "
+                "AND idle_seconds IS NOT NULL AND revoked_at IS NULL",
+                account_id,
+            )
+        return key
+
+    async def account_of_api_key(self, api_key: str) -> str | None:
+        if not _API_KEY_RE.match(api_key):
+            return None
         async with self.db.connection() as conn:
             account: str | None = await conn.fetchval(
-                "SELECT account_id FROM api_tokens WHERE token_sha256 = $1 AND revoked_at IS NULL",
-                digest(token),
+                "SELECT account_id FROM account_api_keys WHERE api_key_sha256 = $1",
+                digest(api_key),
             )
         return account
 
@@ -100,7 +187,9 @@ class Authenticator:
 
     async def authenticate(self, token: str | None) -> Principal:
         if not token:
-            raise Unauthorized("the X-Auth-Token header is missing")
+            raise Unauthorized(
+                "no token: send X-Auth-Token, Authorization: Bearer, or ?auth_token="
+            )
         if len(token) > 512:
             raise Unauthorized("the token is not valid")
         if self._admin_digest is not None and hmac.compare_digest(
@@ -113,3 +202,14 @@ class Authenticator:
         if account is None:
             raise Unauthorized("the token is not valid")
         return Principal(account)
+
+    async def login(self, api_key: str) -> tuple[str, str]:
+        """Trade an account's api_key for a session token: ``(token, account_id)``."""
+        account = await self._tokens.account_of_api_key(api_key)
+        if account is None:
+            raise Unauthorized("invalid credentials")
+        return await self._tokens.create_session(account), account
+
+    @property
+    def tokens(self) -> TokenStore:
+        return self._tokens

@@ -8,16 +8,21 @@ to do: wait until a deadline, or run a match. States (SPEC §5):
   inter-digit timer; digits from other legs are ignored; the 33rd digit ends the attempt;
 * evaluation — on timeout: exact ``numbers`` first, then ``patterns`` in order (regex search);
   early match when the digits equal a number and nothing longer could still match.
+
+Regex work of one code (every early-match analysis while digits arrive, then the final
+search over all patterns) shares ONE budget, ``REGEX_BUDGET_S``: a document of backtracking
+patterns costs the event loop at most that much per code, never per pattern.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from time import perf_counter
 
 from ..metaflows.documents import MAX_DIGITS, EffectiveMetaflows, Node
 
-# A pathological pattern must not stall the call: matching gives up after this long.
-REGEX_TIMEOUT_S = 0.05
+# The whole regex evaluation of one code (all patterns, early-match analysis included).
+REGEX_BUDGET_S = 0.01
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Collector:
     armed_leg: str | None = None
     digits: list[str] = field(default_factory=list)
     deadline: float | None = None
+    regex_budget: float = REGEX_BUDGET_S  # seconds of regex work left for this code
 
     @property
     def armed(self) -> bool:
@@ -60,6 +66,7 @@ class Collector:
             if leg in self.listen and digit == self.metaflows.binding_digit:
                 self.armed_leg = leg
                 self.digits = []
+                self.regex_budget = REGEX_BUDGET_S
                 self.deadline = now + self.metaflows.digit_timeout_ms / 1000
             return None
         if leg != self.armed_leg:
@@ -80,9 +87,15 @@ class Collector:
         collected = "".join(self.digits)
         if collected in self.metaflows.numbers:
             return self._finish(self._number(collected, leg))
+        if not self.metaflows.patterns:
+            return self._finish(NoMatch(collected, leg, "no_match"))
+        deadline = perf_counter() + self.regex_budget
         for pattern in self.metaflows.patterns:
+            left = deadline - perf_counter()
+            if left <= 0:
+                return self._finish(NoMatch(collected, leg, "regex_timeout"))
             try:
-                found = pattern.compiled.search(collected, timeout=REGEX_TIMEOUT_S)
+                found = pattern.compiled.search(collected, timeout=left)
             except TimeoutError:
                 return self._finish(NoMatch(collected, leg, "regex_timeout"))
             if found is not None:
@@ -107,21 +120,26 @@ class Collector:
     def _longer_possible(self, collected: str) -> bool:
         """Could more digits still lead to another code? Another number that extends these
         digits, or a pattern that can still match from their start (see docs/decisions.md)."""
-        if any(
-            len(key) > len(collected) and key.startswith(collected)
-            for key in self.metaflows.numbers
-        ):
+        if collected in self.metaflows.number_prefixes:
             return True
-        if len(collected) >= MAX_DIGITS:
+        if len(collected) >= MAX_DIGITS or not self.metaflows.patterns:
             return False
-        for pattern in self.metaflows.patterns:
-            try:
-                found = pattern.compiled.match(collected, partial=True, timeout=REGEX_TIMEOUT_S)
-            except TimeoutError:
-                return True
-            if found is not None:
-                return True
-        return False
+        started = perf_counter()
+        deadline = started + self.regex_budget
+        try:
+            for pattern in self.metaflows.patterns:
+                left = deadline - perf_counter()
+                if left <= 0:
+                    return True  # out of budget: let the inter-digit timeout decide
+                try:
+                    found = pattern.compiled.match(collected, partial=True, timeout=left)
+                except TimeoutError:
+                    return True
+                if found is not None:
+                    return True
+            return False
+        finally:
+            self.regex_budget = max(0.0, self.regex_budget - (perf_counter() - started))
 
 
 def listened_legs(listen_on: str, owner: str, others: frozenset[str]) -> frozenset[str]:

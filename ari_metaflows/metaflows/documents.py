@@ -8,21 +8,26 @@ feature registry is built, so this module never imports a feature.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import regex
 
 from ..errors import ValidationFailed
+from . import regex_guard
 from .schema import ErrorCollector, Path, Schema
 
 BINDING_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#"]
 DEFAULT_BINDING_DIGIT = "*"
 DEFAULT_DIGIT_TIMEOUT_MS = 800
 DEFAULT_LISTEN_ON = "self"
-MAX_DIGITS = 32
-MAX_PATTERN_LENGTH = 256
+MAX_DIGITS = regex_guard.MAX_DIGITS
+MAX_PATTERN_LENGTH = regex_guard.MAX_PATTERN_LENGTH
+MAX_PATTERNS = regex_guard.MAX_PATTERNS_PER_DOCUMENT
+# Every node (numbers, patterns, children at any depth) costs validation and resolution time
+# on the event loop; 500 keeps both within a few ms (issue 17).
+MAX_NODES = 500
 MAX_CHILD_DEPTH = 10
 
 NUMBER_KEY_PATTERN = r"^[0-9]+$"
@@ -74,9 +79,17 @@ _MODULE_NAME: Schema = {"type": "string", "minLength": 1, "maxLength": 64}
 _OBJECT: Schema = {"type": "object"}
 
 
+class _DocumentErrors(ErrorCollector):
+    """Also counts the nodes seen, to stop at ``MAX_NODES``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.nodes = 0
+
+
 def validate_document(document: Any) -> dict[str, Any]:
     """Return the validated document with defaults filled; raise ``ValidationFailed``."""
-    errors = ErrorCollector()
+    errors = _DocumentErrors()
     result = errors.check(document, TOP_LEVEL_SCHEMA, ())
     if isinstance(result, dict):
         if "numbers" in result:
@@ -114,6 +127,14 @@ def validate_module_data(module: str, data: Any, path: Path = ("data",)) -> dict
 def _check_node_map(errors: ErrorCollector, value: Any, path: Path, kind: str) -> Any:
     value = errors.check(value, _OBJECT, path)
     if not isinstance(value, dict):
+        return value
+    if kind == "pattern" and len(value) > MAX_PATTERNS:
+        errors.add(
+            path,
+            "maxProperties",
+            f"A document may hold at most {MAX_PATTERNS} patterns",
+            target=MAX_PATTERNS,
+        )
         return value
     checked: dict[str, Any] = {}
     for key, node in value.items():
@@ -154,13 +175,23 @@ def _check_pattern_key(errors: ErrorCollector, key: str, path: Path) -> None:
             target=MAX_PATTERN_LENGTH,
         )
         return
-    try:
-        regex.compile(key)
-    except regex.error as exc:
-        errors.add(path, "error", f"invalid regular expression: {exc}", value=key)
+    problem = regex_guard.check_pattern(key)
+    if problem is not None:
+        errors.add(path, "error", problem, value=key)
 
 
 def _check_node(errors: ErrorCollector, node: Any, path: Path, depth: int) -> Any:
+    if isinstance(errors, _DocumentErrors):
+        errors.nodes += 1
+        if errors.nodes > MAX_NODES:
+            if errors.nodes == MAX_NODES + 1:
+                errors.add(
+                    path,
+                    "error",
+                    f"a document may hold at most {MAX_NODES} metaflow nodes "
+                    "(numbers, patterns and children together)",
+                )
+            return node
     node = errors.check(node, {"type": "object", "required": ["module"]}, path)
     if not isinstance(node, dict):
         return node
@@ -237,6 +268,18 @@ class Pattern:
     node: Node
 
 
+async def vet_document_patterns(document: Mapping[str, Any]) -> None:
+    """The first compile of a validated document's new patterns, in a limited child process
+    (``regex_guard``); raise ``ValidationFailed`` naming each pattern that failed it."""
+    patterns = document.get("patterns") or {}
+    problems = await regex_guard.vet_patterns(patterns)
+    if problems:
+        errors = ErrorCollector()
+        for source, problem in problems.items():
+            errors.add(("patterns", source), "error", problem, value=source)
+        raise ValidationFailed(errors.errors)
+
+
 @dataclass(frozen=True)
 class EffectiveMetaflows:
     """A leg's merged metaflows, ready for matching (regexes compiled once, here)."""
@@ -246,6 +289,8 @@ class EffectiveMetaflows:
     listen_on: str
     numbers: Mapping[str, Node]
     patterns: tuple[Pattern, ...]
+    # Every proper prefix of a number: "could a longer number still match" in O(1) per digit.
+    number_prefixes: frozenset[str] = frozenset()
 
     @property
     def is_empty(self) -> bool:
@@ -255,7 +300,7 @@ class EffectiveMetaflows:
 _SCALARS = ("binding_digit", "digit_timeout", "listen_on")
 
 
-def merge_documents(levels: list[Mapping[str, Any] | None]) -> dict[str, Any]:
+def merge_documents(levels: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
     """Merge documents given lowest precedence first (account, device, user).
 
     Scalars come from the highest level that sets them; ``numbers`` and ``patterns`` are unions
@@ -279,15 +324,26 @@ def merge_documents(levels: list[Mapping[str, Any] | None]) -> dict[str, Any]:
     return merged
 
 
-def effective_metaflows(levels: list[Mapping[str, Any] | None]) -> EffectiveMetaflows:
+def pattern_sources(levels: Sequence[Mapping[str, Any] | None]) -> list[str]:
+    """The pattern keys of ``levels`` (what ``regex_guard.warm`` should compile first)."""
+    return [key for level in levels if level for key in (level.get("patterns") or {})]
+
+
+def effective_metaflows(levels: Sequence[Mapping[str, Any] | None]) -> EffectiveMetaflows:
+    """Patterns come from ``regex_guard``'s cache; one failing its checks (stored before them)
+    is left out rather than compiled unbounded."""
     merged = merge_documents(levels)
+    patterns = []
+    for key, node in merged["patterns"].items():
+        compiled = regex_guard.compiled(key)
+        if compiled is not None:
+            patterns.append(Pattern(key, compiled, Node.from_json(node)))
+    numbers = merged["numbers"]
     return EffectiveMetaflows(
         binding_digit=merged.get("binding_digit", DEFAULT_BINDING_DIGIT),
         digit_timeout_ms=merged.get("digit_timeout", DEFAULT_DIGIT_TIMEOUT_MS),
         listen_on=merged.get("listen_on", DEFAULT_LISTEN_ON),
-        numbers={key: Node.from_json(node) for key, node in merged["numbers"].items()},
-        patterns=tuple(
-            Pattern(key, regex.compile(key), Node.from_json(node))
-            for key, node in merged["patterns"].items()
-        ),
+        numbers={key: Node.from_json(node) for key, node in numbers.items()},
+        patterns=tuple(patterns),
+        number_prefixes=frozenset(key[:i] for key in numbers for i in range(1, len(key))),
     )

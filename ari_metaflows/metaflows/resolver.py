@@ -21,7 +21,8 @@ import asyncpg
 from ..backoff import Backoff
 from ..db.database import CONNECTION_ERRORS
 from ..errors import DatastoreUnavailable
-from .documents import EffectiveMetaflows, effective_metaflows
+from . import regex_guard
+from .documents import EffectiveMetaflows, effective_metaflows, pattern_sources
 from .store import CHANGE_CHANNEL, MetaflowStore, Owner
 
 logger = logging.getLogger(__name__)
@@ -112,7 +113,9 @@ class MetaflowResolver:
         documents = dict(cache.documents)
         if missing:
             documents.update(await self._load(missing))
-        effective = effective_metaflows([documents[owner] for owner in owners])
+        levels = [documents[owner] for owner in owners]
+        await regex_guard.warm(pattern_sources(levels))  # compile off the hot path, in steps
+        effective = effective_metaflows(levels)
         if self._accounts.get(identity.account_id) is cache:
             for owner in missing:
                 cache.documents[owner] = documents[owner]

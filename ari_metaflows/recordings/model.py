@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ..timefmt import iso_utc
+
 STATES = ("recording", "finished", "failed")
 
 
@@ -111,7 +113,7 @@ class Recording:
 
 
 def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return iso_utc(moment)
 
 
 _CONTENT_TYPES = {

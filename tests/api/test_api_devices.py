@@ -85,7 +85,7 @@ async def test_create_read_replace_delete(dclient: Client) -> None:
     for method in ("GET", "DELETE"):
         status, payload = await call(dclient, method, f"{BASE}/{device_id}")
         assert status == 404
-        assert payload["message"] == "not found"
+        assert payload["message"] == "not_found"
     status, payload = await call(dclient, "POST", f"{BASE}/{device_id}", DESK)
     assert status == 404
 
@@ -222,7 +222,7 @@ async def test_revisions(dclient: Client) -> None:
             dclient, method, path, {**DESK, "name": "two"}, headers={**ADMIN, "If-Match": first}
         )
         assert status == 409, method
-        assert payload["message"] == "conflicting revision"
+        assert payload["message"] == "datastore_conflict"
     status, payload = await call(dclient, "GET", path)
     assert payload["data"]["name"] == "one"
     status, _ = await call(dclient, "DELETE", path, headers={**ADMIN, "If-Match": f'"{second}"'})
@@ -242,7 +242,7 @@ async def test_database_down_gets_503(dclient: Client, db: Database) -> None:
     ):
         status, payload = await call(dclient, method, path, DESK)
         assert status == 503, (method, path)
-        assert payload["message"] == "datastore unavailable"
+        assert payload["message"] == "datastore_unreachable"
 
 
 async def test_directory_for_the_call_engine(dclient: Client, devices: DeviceStore) -> None:

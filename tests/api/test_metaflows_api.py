@@ -155,7 +155,7 @@ async def test_oversized_body_gets_413(client: Client) -> None:
     body = b'{"data": {"x_pad": "' + b"a" * (300 * 1024) + b'"}}'
     status, payload, _ = await call(client, "POST", OWNER_PATHS[0], body=body)
     assert status == 413
-    assert_error(payload, 413, "request entity too large")
+    assert_error(payload, 413, "request_entity_too_large")
     _, after, _ = await call(client, "GET", OWNER_PATHS[0])
     assert after["data"] == {}
 
@@ -178,13 +178,13 @@ async def test_bad_ids_get_400(client: Client, path: str) -> None:
 async def test_unknown_path_gets_404(client: Client) -> None:
     status, payload, _ = await call(client, "GET", "/v2/accounts/acc1/nothing")
     assert status == 404
-    assert_error(payload, 404, "not found")
+    assert_error(payload, 404, "not_found")
 
 
 async def test_wrong_method_gets_405_with_allow(client: Client) -> None:
     status, payload, headers = await call(client, "PUT", OWNER_PATHS[0], body=SEED_BODY)
     assert status == 405
-    assert_error(payload, 405, "method not allowed")
+    assert_error(payload, 405, "invalid_method")
     assert headers["Allow"] == "DELETE, GET, POST"
 
 
@@ -194,7 +194,7 @@ async def test_wrong_method_gets_405_with_allow(client: Client) -> None:
 async def test_missing_token_gets_401(client: Client) -> None:
     status, payload, _ = await call(client, "GET", OWNER_PATHS[0], headers={})
     assert status == 401
-    assert_error(payload, 401, "invalid credentials")
+    assert_error(payload, 401, "invalid_credentials")
 
 
 @pytest.mark.parametrize("token", ["wrong", "mft_unknown-token", "x" * 2000])
@@ -203,7 +203,7 @@ async def test_bad_token_gets_401_and_writes_nothing(client: Client, token: str)
         client, "POST", OWNER_PATHS[0], body=SEED_BODY, headers={"X-Auth-Token": token}
     )
     assert status == 401
-    assert_error(payload, 401, "invalid credentials")
+    assert_error(payload, 401, "invalid_credentials")
     _, after, _ = await call(client, "GET", OWNER_PATHS[0])
     assert after["data"] == {}
 
@@ -242,7 +242,7 @@ async def test_if_match_makes_writes_conditional(client: Client) -> None:
     assert status == 200
     status, payload, _ = await call(client, "POST", path, body=SEED_BODY, headers=headers)
     assert status == 409
-    assert_error(payload, 409, "conflicting revision")
+    assert_error(payload, 409, "datastore_conflict")
     status, payload, _ = await call(client, "DELETE", path, headers=headers)
     assert status == 409
     _, after, _ = await call(client, "GET", path)
@@ -260,7 +260,7 @@ async def test_database_down_gets_503(client: Client, db: Database) -> None:
     await db.close()
     status, payload, _ = await call(client, "POST", OWNER_PATHS[0], body=SEED_BODY)
     assert status == 503
-    assert_error(payload, 503, "datastore unavailable")
+    assert_error(payload, 503, "datastore_unreachable")
     status, payload, _ = await call(client, "GET", "/readyz", headers={})
     assert status == 503
     assert payload["data"]["checks"] == {"database": "unavailable"}
@@ -289,5 +289,5 @@ async def test_unexpected_failure_is_an_envelope_without_a_trace(
     monkeypatch.setattr(MetaflowStore, "get", broken)
     status, payload, _ = await call(client, "GET", OWNER_PATHS[0])
     assert status == 500
-    assert_error(payload, 500, "internal error")
+    assert_error(payload, 500, "internal_error")
     assert "secret internals" not in json.dumps(payload)

@@ -140,7 +140,7 @@ async def test_asterisk_down_keeps_the_row(api: Any, db: Database, sim_service: 
     sim_service.engine.gateway = None  # as while reconnecting
     response = await api.delete(f"{BASE}/{recording.id}", headers=ADMIN)
     assert response.status == 503
-    assert (await response.json())["message"] == "asterisk unavailable"
+    assert (await response.json())["message"] == "asterisk_unreachable"
     assert (await api.get(f"{BASE}/{recording.id}/file", headers=ADMIN)).status == 503
     assert (await api.get(f"{BASE}/{recording.id}", headers=ADMIN)).status == 200
 
@@ -163,4 +163,4 @@ async def test_database_down_is_503(api: Any, db: Database) -> None:
     await db.close()
     response = await api.get(BASE, headers=ADMIN)
     assert response.status == 503
-    assert (await response.json())["message"] == "datastore unavailable"
+    assert (await response.json())["message"] == "datastore_unreachable"
