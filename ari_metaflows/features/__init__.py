@@ -14,6 +14,7 @@ from .dialplan import DialplanFeature
 from .hold import HoldFeature
 from .media import MediaFeature
 from .park import TIMEOUT_CONTEXT, ParkFeature, SlotRange, parse_slot_range
+from .pending import PendingFeature
 from .recording import RecordingFeature
 from .transfer import TransferFeature
 
@@ -33,6 +34,7 @@ def build_registry(
         HoldFeature(),
         ParkFeature(slots, park_timeout_context),
         TransferFeature(),
+        PendingFeature(),  # temporary: Kazoo modules with a schema but no runner yet
     ]
     return FeatureRegistry(features)
 
