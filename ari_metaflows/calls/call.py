@@ -408,8 +408,9 @@ class Call:
                 # destroy in _fail: destroy it once more when that can no longer happen.
                 self.engine.destroy_bridge_later(self.bridge_id)
             return
-        self.phase = CONNECTED
+        # Owner first, then connected: who is on the call is known once the call says so.
         callee.identity, callee.metaflows = await self.owner_of(snapshot)
+        self.phase = CONNECTED
         self.build_collectors()
         logger.info("call %s: connected (%s ↔ %s)", self.id, caller.name, callee.name)
 
