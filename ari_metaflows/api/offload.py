@@ -13,6 +13,7 @@ from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 from ..errors import InvalidRequest, ValidationFailed
+from ..metaflows.documents import use_modules, validation_specs
 
 INLINE_BODY_BYTES = 4 * 1024
 WORKER_TIMEOUT_S = 10.0
@@ -24,7 +25,7 @@ def parse_in_worker(raw: bytes, document: bool) -> tuple[str, Any]:
     ``document``: the body is ``{"data": <metaflow document>}``; answer the validated document.
     """
     from ..metaflows.documents import validate_document
-    from .requests import data_of, parse_json
+    from .bodies import data_of, parse_json
 
     try:
         body = parse_json(raw)
@@ -54,8 +55,12 @@ class Offloader:
 
     async def parse(self, raw: bytes, *, document: bool) -> Any:
         if self._pool is None:
+            # The worker validates with the modules this service was wired with.
             self._pool = ProcessPoolExecutor(
-                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=use_modules,
+                initargs=(validation_specs(),),
             )
         future = asyncio.get_running_loop().run_in_executor(
             self._pool, parse_in_worker, raw, document

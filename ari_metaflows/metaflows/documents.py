@@ -15,7 +15,7 @@ from typing import Any, Protocol
 import regex
 
 from ..errors import ValidationFailed
-from . import regex_guard
+from . import regex_guard  # fragments registers the shared $refs
 from .schema import ErrorCollector, Path, Schema
 
 BINDING_DIGITS = ["1", "2", "3", "4", "5", "6", "7", "8", "9", "0", "*", "#"]
@@ -62,6 +62,22 @@ def use_modules(modules: Mapping[str, ModuleData]) -> None:
     """Validate module data with these specs (the feature registry's, set at wiring time)."""
     global _modules
     _modules = dict(modules)
+
+
+@dataclass(frozen=True)
+class ValidationSpec:
+    """What validation needs of a module, picklable (the API's worker process validates big
+    bodies with the specs the service was wired with)."""
+
+    schema: Schema
+    extra_check: Callable[[Mapping[str, Any]], list[tuple[str, str, str]]] | None = None
+
+
+def validation_specs() -> dict[str, ValidationSpec]:
+    """The wired modules' validation data, for ``use_modules`` in another process."""
+    return {
+        name: ValidationSpec(spec.schema, spec.extra_check) for name, spec in module_specs().items()
+    }
 
 
 def module_specs() -> Mapping[str, ModuleData]:

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ari_metaflows.api.requests import MAX_JSON_DEPTH, parse_json
+from ari_metaflows.api.bodies import MAX_JSON_DEPTH, parse_json
 from ari_metaflows.errors import InvalidRequest
 
 from ..conftest import ADMIN_TOKEN
