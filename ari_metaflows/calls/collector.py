@@ -11,18 +11,40 @@ to do: wait until a deadline, or run a match. States (SPEC §5):
 
 Regex work of one code (every early-match analysis while digits arrive, then the final
 search over all patterns) shares ONE budget, ``REGEX_BUDGET_S``: a document of backtracking
-patterns costs the event loop at most that much per code, never per pattern.
+patterns costs the event loop at most that much per code, never per pattern. The budget is
+counted in the thread's CPU time: a process the OS paused (a busy machine) is not charged for the
+pause, so an ordinary code never fails for want of time it did not use.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from time import perf_counter
+from time import thread_time
+from typing import Any
 
 from ..metaflows.documents import MAX_DIGITS, EffectiveMetaflows, Node
 
 # The whole regex evaluation of one code (all patterns, early-match analysis included).
 REGEX_BUDGET_S = 0.01
+# regex's own timeout is wall time: a call cut short while CPU budget remains was paused by the
+# OS, and is tried again (at most this often) with what is left.
+PAUSED_RETRIES = 3
+_SPENT: Any = object()  # the budget ran out before the regex call finished
+
+
+def _within(budget_end: float, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """``call(*args, timeout=seconds_left, **kwargs)`` within the CPU budget ending at
+    ``budget_end`` (thread time), or ``_SPENT``."""
+    for _ in range(PAUSED_RETRIES + 1):
+        left = budget_end - thread_time()
+        if left <= 0:
+            return _SPENT
+        try:
+            return call(*args, timeout=left, **kwargs)
+        except TimeoutError:
+            continue
+    return _SPENT
 
 
 @dataclass(frozen=True)
@@ -89,14 +111,10 @@ class Collector:
             return self._finish(self._number(collected, leg))
         if not self.metaflows.patterns:
             return self._finish(NoMatch(collected, leg, "no_match"))
-        deadline = perf_counter() + self.regex_budget
+        budget_end = thread_time() + self.regex_budget
         for pattern in self.metaflows.patterns:
-            left = deadline - perf_counter()
-            if left <= 0:
-                return self._finish(NoMatch(collected, leg, "regex_timeout"))
-            try:
-                found = pattern.compiled.search(collected, timeout=left)
-            except TimeoutError:
+            found = _within(budget_end, pattern.compiled.search, collected)
+            if found is _SPENT:
                 return self._finish(NoMatch(collected, leg, "regex_timeout"))
             if found is not None:
                 captures = tuple(group or "" for group in found.groups())
@@ -124,22 +142,16 @@ class Collector:
             return True
         if len(collected) >= MAX_DIGITS or not self.metaflows.patterns:
             return False
-        started = perf_counter()
-        deadline = started + self.regex_budget
+        started = thread_time()
+        budget_end = started + self.regex_budget
         try:
             for pattern in self.metaflows.patterns:
-                left = deadline - perf_counter()
-                if left <= 0:
-                    return True  # out of budget: let the inter-digit timeout decide
-                try:
-                    found = pattern.compiled.match(collected, partial=True, timeout=left)
-                except TimeoutError:
-                    return True
+                found = _within(budget_end, pattern.compiled.match, collected, partial=True)
                 if found is not None:
-                    return True
+                    return True  # it may match (or the budget ran out: let the timeout decide)
             return False
         finally:
-            self.regex_budget = max(0.0, self.regex_budget - (perf_counter() - started))
+            self.regex_budget = max(0.0, self.regex_budget - (thread_time() - started))
 
 
 def listened_legs(listen_on: str, owner: str, others: frozenset[str]) -> frozenset[str]:

@@ -3,9 +3,10 @@ event loop, one time budget per code; the loop never stalls more than 20 ms."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -223,3 +224,37 @@ def regex_guard_sources(levels: list[Any]) -> list[str]:
     from ari_metaflows.metaflows.documents import pattern_sources
 
     return pattern_sources(levels)
+
+
+class _PausedOnce:
+    """A compiled pattern whose first search is cut short by regex's wall-clock timeout, as
+    when the OS pauses the process mid-search on a busy machine."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.calls = 0
+
+    def search(self, text: str, timeout: float) -> Any:
+        self.calls += 1
+        if self.calls == 1:
+            raise TimeoutError("regex timed out")
+        return self.compiled.search(text, timeout=timeout)
+
+
+def test_a_pause_of_the_process_is_not_charged_to_the_code() -> None:
+    """The budget is CPU time: a search cut short by wall time while budget remains is tried
+    again, so an ordinary code matches on a busy machine."""
+    metaflows = effective_metaflows(
+        [validate_document({"patterns": {r"^2(\d+)$": {"module": "transfer"}}})]
+    )
+    paused = _PausedOnce(metaflows.patterns[0].compiled)
+    patterns = (dataclasses.replace(metaflows.patterns[0], compiled=cast(Any, paused)),)
+    collector = new_collector(
+        dataclasses.replace(metaflows, patterns=patterns), "caller", frozenset()
+    )
+    for digit in "*2345":
+        collector.on_digit("caller", digit, 0.0)
+    outcome = collector.on_timeout(10.0)
+    assert isinstance(outcome, Match), outcome
+    assert outcome.captures == ("345",)
+    assert paused.calls == 2
