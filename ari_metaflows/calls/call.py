@@ -375,6 +375,11 @@ class Call:
             self.metaflow_backoff.next_delay(), due
         )
 
+    async def connect_callee(self, snapshot: dict[str, Any]) -> None:
+        """Whoever holds the callee role now (say, a directed pickup's device) answered and is
+        in Stasis: connect the call as when the dialled callee answers (owner task only)."""
+        await self._answered(snapshot)
+
     async def _answered(self, snapshot: dict[str, Any]) -> None:
         """Connect once the callee has answered *and* is in Stasis (a SIP callee's Dial ANSWER
         comes before its StasisStart; a Local callee's StasisStart before its answer)."""

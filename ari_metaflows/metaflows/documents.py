@@ -37,9 +37,7 @@ TOP_LEVEL_SCHEMA: Schema = {
     },
 }
 # Kazoo modules that need parts this server lacks (a speech engine, a device directory, ...).
-UNSUPPORTED_MODULES = frozenset(
-    {"tts", "intercept", "move", "pivot", "relate", "sound_touch", "hold_control"}
-)
+UNSUPPORTED_MODULES = frozenset({"tts", "pivot", "relate", "sound_touch", "hold_control"})
 
 
 class ModuleData(Protocol):
