@@ -234,10 +234,11 @@ ApiCheck = Callable[[CallHandle, str, Mapping[str, Any]], Awaitable[None]]
 @dataclass(frozen=True)
 class ModuleSpec:
     """One metaflow module: its data schema (defaults written once, here), the coroutine that
-    runs it and the cross-field rules its schema cannot express."""
+    runs it and the cross-field rules its schema cannot express. A module without a runner
+    (``None``) is accepted in documents and ends a flow as "unavailable"."""
 
     schema: Schema
-    runner: ModuleRunner
+    runner: ModuleRunner | None
     extra_check: ExtraCheck | None = None
     api_check: ApiCheck | None = None
 
@@ -329,7 +330,8 @@ class FeatureRegistry:
                 if module in self.modules:
                     raise ValueError(f"module {module!r} is in two features")
                 self.modules[module] = spec
-                self.runners[module] = spec.runner
+                if spec.runner is not None:
+                    self.runners[module] = spec.runner
             for kind in feature.events:
                 self.by_event[kind] = (*self.by_event.get(kind, ()), feature)
             for arg, entry in feature.stasis_entries.items():
@@ -359,7 +361,8 @@ async def run_flow(
     Each node runs with its own data plus the injected context (``dtmf_leg``, ``collected``,
     ``captures``), children included. A failing module ends the flow, not the call: an
     expected failure (ModuleFailed, an ARI error) is "failed"; anything else is a bug, logged
-    with its traceback and "error".
+    with its traceback and "error". A module without a runner (a schema only, so far) ends the
+    flow as "unavailable", nothing sent to Asterisk.
     """
     injected = {
         k: context.data[k] for k in ("dtmf_leg", "collected", "captures") if k in context.data

@@ -15,6 +15,7 @@ from .dialplan import DialplanFeature
 from .hold import HoldFeature
 from .media import MediaFeature
 from .park import TIMEOUT_CONTEXT, ParkFeature, SlotRange, parse_slot_range
+from .pending import PendingFeature
 from .recording import RecordingFeature
 from .takeover import TakeoverFeature
 from .transfer import TransferFeature
@@ -38,6 +39,7 @@ def build_registry(
         ParkFeature(slots, park_timeout_context),
         TransferFeature(),
         TakeoverFeature(devices),
+        PendingFeature(),  # temporary: Kazoo modules with a schema but no runner yet
     ]
     return FeatureRegistry(features)
 

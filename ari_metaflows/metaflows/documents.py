@@ -36,8 +36,8 @@ TOP_LEVEL_SCHEMA: Schema = {
         "listen_on": {"type": "string", "enum": ["self", "peer", "both"]},
     },
 }
-# Kazoo modules that need parts this server lacks (a speech engine, a device directory, ...).
-UNSUPPORTED_MODULES = frozenset({"tts", "pivot", "relate", "sound_touch", "hold_control"})
+# [+] Kazoo modules this server refuses: relate needs conferences, which this server has none of.
+UNSUPPORTED_MODULES = frozenset({"relate"})
 
 
 class ModuleData(Protocol):

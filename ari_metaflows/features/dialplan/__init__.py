@@ -20,23 +20,29 @@ from ...calls.feature import (
 )
 from ...calls.leg import Phase
 from ...errors import AriError, AriUnavailable, ModuleFailed
-from ...metaflows.fragments import CONTEXT, EMPTY, EXTENSION, leg
+from ...metaflows.fragments import CALLFLOW_ACTION_REF, CONTEXT, EMPTY, EXTENSION, STRING, leg
 from ...metaflows.schema import Schema
 
 logger = logging.getLogger(__name__)
 
+# Kazoo: captures, collected, flow (a callflows.action node), id. Kazoo runs a callflow; the
+# Asterisk equivalent is a dialplan location: [+] context, extension, priority and leg are ours.
 CALLFLOW: Schema = {
     "type": "object",
     "properties": {
+        "captures": STRING,
+        "collected": STRING,
+        "flow": {"$ref": CALLFLOW_ACTION_REF},
+        "id": STRING,
         "context": CONTEXT,
         "extension": EXTENSION,
-        "priority": {"type": "integer", "minimum": 1, "maximum": 99999, "default": 1},
-        "leg": leg("peer"),
+        "priority": {"type": "integer", "minimum": 1, "maximum": 99999},
+        "leg": leg(None),
     },
 }
 HANGUP: Schema = EMPTY
-_PRIORITY = CALLFLOW["properties"]["priority"]["default"]
-_LEG = CALLFLOW["properties"]["leg"]["default"]
+_PRIORITY = 1  # run-time defaults of priority and leg (not Kazoo fields, so not stored)
+_LEG = "peer"
 
 
 async def hangup(ctx: ModuleContext) -> str | None:

@@ -15,17 +15,21 @@ from typing import Any
 from ...calls.feature import BaseFeature, CallHandle, ModuleContext, ModuleSpec
 from ...errors import AriError, AriUnavailable, ModuleFailed
 from ...metaflows.documents import Node
-from ...metaflows.fragments import EMPTY, MOH_CLASS
+from ...metaflows.fragments import EMPTY, MOH_CLASS, STRING
 from ...metaflows.schema import Schema
 
 logger = logging.getLogger(__name__)
 
 NAME = "hold"
+# Kazoo: moh_aleg, moh_bleg, unhold_key (default "1"). [+] unhold_key is one DTMF key (or empty:
+# the default); moh (a music-on-hold class) is ours.
 HOLD: Schema = {
     "type": "object",
     "properties": {
+        "moh_aleg": STRING,
+        "moh_bleg": STRING,
+        "unhold_key": {"type": "string", "pattern": r"^[0-9*#]?$", "default": "1"},
         "moh": MOH_CLASS,
-        "unhold_key": {"type": "string", "pattern": r"^[0-9*#]$", "default": "1"},
     },
 }
 RESUME: Schema = EMPTY

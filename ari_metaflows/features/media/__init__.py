@@ -19,7 +19,5 @@ class MediaFeature(BaseFeature):
             "play": ModuleSpec(schemas.PLAY, runners.play),
             "say": ModuleSpec(schemas.SAY, runners.say, schemas.say_check),
             "break": ModuleSpec(schemas.BREAK, runners.break_),
-            "audio_level": ModuleSpec(
-                schemas.AUDIO_LEVEL, runners.audio_level, schemas.audio_level_check
-            ),
+            "audio_level": ModuleSpec(schemas.AUDIO_LEVEL, runners.audio_level),
         }

@@ -10,21 +10,27 @@ from __future__ import annotations
 
 from ...calls.feature import ModuleContext, media_uri
 from ...errors import AriError, AriUnavailable, ModuleFailed
-from .schemas import AUDIO_LEVEL, MUTE_LEVEL, PLAY, SAY
+from .schemas import (
+    LEVEL,
+    LEVEL_ACTION,
+    LEVEL_LEG,
+    LEVEL_MODE,
+    MUTE_LEVEL,
+    PLAY,
+    SAY_LEG,
+    SAY_TYPE,
+)
 
 _SAY_SCHEMES = {
     "number": "number",
     "digits": "digits",
     "telephone_number": "digits",
+    "telephone_extension": "digits",
+    "account_number": "digits",
     "name_spelled": "characters",
     "characters": "characters",
 }
 _PLAY_LEG = PLAY["properties"]["leg"]["default"]
-_SAY_LEG = SAY["properties"]["leg"]["default"]
-_SAY_TYPE = SAY["properties"]["type"]["default"]
-_LEVEL_ACTION = AUDIO_LEVEL["properties"]["action"]["default"]
-_LEVEL_MODE = AUDIO_LEVEL["properties"]["mode"]["default"]
-_LEVEL_LEG = AUDIO_LEVEL["properties"]["leg"]["default"]
 
 
 async def play_to(ctx: ModuleContext, media: str, leg: str, lang: str | None = None) -> None:
@@ -50,16 +56,24 @@ async def play(ctx: ModuleContext) -> str | None:
 
 
 async def say(ctx: ModuleContext) -> str | None:
-    """Says a number, digits or characters with Asterisk's built-in media."""
+    """Says a number, digits or characters with Asterisk's built-in media.
+
+    Kazoo's other say types (dates, currency, addresses, …) are valid in a document but
+    Asterisk's media cannot say them: the flow then fails with that reason (tts can say any
+    text).
+    """
     text = ctx.data.get("text")
-    scheme = _SAY_SCHEMES.get(str(ctx.data.get("type", _SAY_TYPE)))
-    if not isinstance(text, str) or not text or scheme is None:
-        raise ModuleFailed("say needs a text and a known type")
+    kind = str(ctx.data.get("type", SAY_TYPE))
+    scheme = _SAY_SCHEMES.get(kind)
+    if not isinstance(text, str) or not text:
+        raise ModuleFailed("say needs a text")
+    if scheme is None:
+        raise ModuleFailed(f"say type {kind} cannot be said with Asterisk's media; use tts")
     language = ctx.data.get("language")
     await play_to(
         ctx,
         f"{scheme}:{text}",
-        str(ctx.data.get("leg", _SAY_LEG)),
+        str(ctx.data.get("leg", SAY_LEG)),
         language if isinstance(language, str) else None,
     )
     return None
@@ -83,14 +97,14 @@ def gain_of(level: int) -> int:
 
 async def audio_level(ctx: ModuleContext) -> str | None:
     data = ctx.data
-    mode = str(data.get("mode", _LEVEL_MODE))
+    mode = str(data.get("mode", LEVEL_MODE))
     function = "VOLUME(TX)" if mode == "write" else "VOLUME(RX)"
     direction = "out" if mode == "write" else "in"
-    roles = ctx.roles(str(data.get("leg", _LEVEL_LEG)))
+    roles = ctx.roles(str(data.get("leg", LEVEL_LEG)))
     if not roles:
         raise ModuleFailed("no such leg on the call")
-    action = str(data.get("action", _LEVEL_ACTION))
-    level = data.get("level", 0)
+    action = str(data.get("action", LEVEL_ACTION))
+    level = data.get("level", LEVEL)
     try:
         for role in roles:
             channel = ctx.channels[role]
@@ -102,7 +116,7 @@ async def audio_level(ctx: ModuleContext) -> str | None:
             else:
                 await ctx.gateway.mute(channel, direction, False)
                 await ctx.gateway.set_variable(
-                    channel, function, str(gain_of(level if isinstance(level, int) else 0))
+                    channel, function, str(gain_of(level if isinstance(level, int) else LEVEL))
                 )
     except (AriError, AriUnavailable) as exc:
         raise ModuleFailed(f"audio_level: {exc}") from exc

@@ -32,6 +32,7 @@ from .lots import ParkingLots, SlotRange, dial_string_of, parse_slot_range
 logger = logging.getLogger(__name__)
 
 NAME = "park"
+# [+] Not a Kazoo module (Kazoo has no park schema).
 PARK: Schema = {
     "type": "object",
     "properties": {

@@ -14,7 +14,7 @@ from ...calls.feature import BaseFeature, CallHandle, ModuleContext, ModuleSpec
 from ...errors import ModuleFailed
 from ...recordings import Recording, RecordingJournal
 from .recorder import CallRecorder, owner_of
-from .schemas import ACTION, FORMAT, MAX_RECORDING_SECONDS, RECORD_CALL
+from .schemas import ACTION, FORMAT, MAX_RECORDING_SECONDS, RECORD_CALL, record_call_check
 
 NAME = "recording"
 __all__ = [
@@ -40,7 +40,7 @@ class RecordingFeature(BaseFeature):
 
     def __init__(self, journal: RecordingJournal | None) -> None:
         self.journal = journal
-        self.modules = {"record_call": ModuleSpec(RECORD_CALL, self.record_call)}
+        self.modules = {"record_call": ModuleSpec(RECORD_CALL, self.record_call, record_call_check)}
 
     def _recorder(self, call: CallHandle) -> CallRecorder:
         recorder = recorder_of(call)
@@ -51,6 +51,10 @@ class RecordingFeature(BaseFeature):
     async def record_call(self, ctx: ModuleContext) -> str | None:
         action = str(ctx.data.get("action", ACTION))
         options = {k: ctx.data[k] for k in ("format", "time_limit", "label") if k in ctx.data}
+        limit = options.get("time_limit")
+        if not isinstance(limit, int) or limit <= 0:
+            # Kazoo's schema allows any integer; not positive means "no limit of its own" (the cap).
+            options.pop("time_limit", None)
         call = ctx.require_call()
         return await call.ask_async(lambda: self.record(call, ctx.presser, action, options))
 

@@ -1,44 +1,39 @@
-"""Data schemas of ``intercept`` and ``move`` (Kazoo's ``metaflows.intercept`` and
-``metaflows.move``, field for field) and their run-time defaults.
+"""Data schemas of ``intercept`` and ``move`` and their run-time defaults.
 
-Moved here from the devices branch's ``metaflows/module_schemas.py`` (the Kazoo-conformant
-entries), so the feature folder is the one place they live.
+Kazoo's ``metaflows.intercept`` and ``metaflows.move`` schemas, field for field (moved verbatim
+from the temporary ``features/pending``). Only Kazoo's defaults are stored; the ring time is a
+run-time constant.
 """
 
 from __future__ import annotations
 
+from ...metaflows.fragments import STRING, boolean
 from ...metaflows.schema import Schema
 
 RING_SECONDS = 20.0  # how long the target devices ring before nothing changes (SPEC §6)
-TARGET_TYPES = ["device", "user", "number"]
 
-_STRING: Schema = {"type": "string"}
-
-
-def _boolean(default: bool) -> Schema:
-    return {"type": "boolean", "default": default}
-
-
+# ---- intercept ---------------------------------------------------------------------------------
 # Kazoo's schema.
 INTERCEPT: Schema = {
     "type": "object",
     "properties": {
-        "auto_answer": _boolean(False),
-        "can_call_self": _boolean(True),
-        "target_id": _STRING,
-        "target_type": {"type": "string", "enum": TARGET_TYPES},
-        "unbridged_only": _boolean(True),
+        "auto_answer": boolean(False),
+        "can_call_self": boolean(True),
+        "target_id": STRING,
+        "target_type": {"type": "string", "enum": ["device", "user", "number"]},
+        "unbridged_only": boolean(True),
     },
 }
 
+# ---- move --------------------------------------------------------------------------------------
 # Kazoo's schema.
 MOVE: Schema = {
     "type": "object",
     "properties": {
-        "auto_answer": _boolean(False),
-        "can_call_self": _boolean(True),
-        "device_id": _STRING,
+        "auto_answer": boolean(False),
+        "can_call_self": boolean(True),
+        "device_id": STRING,
         "dial_strategy": {"type": "string", "default": "simultaneous"},
-        "owner_id": _STRING,
+        "owner_id": STRING,
     },
 }

@@ -24,12 +24,25 @@ from ...calls.feature import (
 )
 from ...errors import AriError, AriUnavailable, ModuleFailed
 from .attended import AttendedTransfer, TransferRequest
-from .schemas import TAKEBACK_DTMF, TIMEOUT_MS, TRANSFER, TRANSFER_TYPE
+from .schemas import (
+    MAX_TIMEOUT_MS,
+    MIN_TIMEOUT_MS,
+    TAKEBACK_DTMF,
+    TIMEOUT_MS,
+    TRANSFER,
+    TRANSFER_TYPE,
+)
 
 logger = logging.getLogger(__name__)
 
 NAME = "transfer"
-__all__ = ["AttendedTransfer", "TransferFeature", "TransferRequest", "transfer_of"]
+__all__ = [
+    "AttendedTransfer",
+    "TransferFeature",
+    "TransferRequest",
+    "attended_timeout",
+    "transfer_of",
+]
 
 
 def transfer_of(call: CallHandle) -> AttendedTransfer | None:
@@ -61,16 +74,23 @@ async def transfer_module(ctx: ModuleContext) -> str | None:
     call = ctx.require_call()
     if data.get("transfer_type", TRANSFER_TYPE) != "attended":
         return await blind_transfer(call, ctx.presser, extension)
-    timeout_ms = data.get("timeout", TIMEOUT_MS)
     request = TransferRequest(
         extension=extension,
         attended=True,
         takeback_dtmf=str(data.get("takeback_dtmf") or TAKEBACK_DTMF),
         moh_class=data.get("moh") if isinstance(data.get("moh"), str) else None,
         ringback=_ringback(data.get("ringback")),
-        timeout=(timeout_ms if isinstance(timeout_ms, int) else TIMEOUT_MS) / 1000,
+        timeout=attended_timeout(data.get("timeout")),
     )
     return await attended_transfer(call, ctx.presser, request)
+
+
+def attended_timeout(timeout_ms: object) -> float:
+    """Seconds to ring the target: Kazoo's schema allows any integer, so it is clamped to
+    1 s … 10 min (absent or not positive: 20 s)."""
+    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
+        return TIMEOUT_MS / 1000
+    return min(max(timeout_ms, MIN_TIMEOUT_MS), MAX_TIMEOUT_MS) / 1000
 
 
 async def blind_transfer(call: CallHandle, presser: str, extension: str) -> str:
