@@ -38,8 +38,11 @@ NAME = "takeover"
 FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 
 
-def shape_refusal(call: CallHandle, role: str, pickup: bool) -> str | None:
-    """Why the leg in ``role`` cannot be intercepted (``pickup``) or taken over now, or None."""
+def shape_refusal(
+    call: CallHandle, role: str, pickup: bool, *, running: object = None
+) -> str | None:
+    """Why the leg in ``role`` cannot be intercepted (``pickup``) or taken over now, or None
+    (``running``: the takeover asking, which does not count as keeping the call busy)."""
     leg = call.legs.get(role)
     if leg is None or leg.gone or not leg.party:
         return f"the {role} leg is not on the call"
@@ -49,6 +52,8 @@ def shape_refusal(call: CallHandle, role: str, pickup: bool) -> str | None:
     elif call.phase is not Phase.CONNECTED or call.bridge_id is None:
         return "the call is not connected"
     for feature in call.engine.features.features:
+        if feature.name == NAME and call.feature_state.get(NAME) is running is not None:
+            continue
         refusal = feature.busy(call)
         if refusal is not None:
             return refusal
@@ -147,7 +152,7 @@ class Takeover:
             call.add_leg(Leg(ringing.role, ringing.channel_id, party=False))
 
     def _check_shape(self) -> None:
-        refusal = shape_refusal(self.call, self.leg, self.pickup)
+        refusal = shape_refusal(self.call, self.leg, self.pickup, running=self)
         if refusal is not None:
             raise ModuleFailed(f"{self.action}: {refusal}")
 
