@@ -24,6 +24,7 @@ from ..helpers.devices import (
     create_device,
     phone_device,
     post_action,
+    rings,
     takeover_view,
 )
 from ..helpers.engine_service import (
@@ -31,6 +32,7 @@ from ..helpers.engine_service import (
     FAST,
     Service,
     connected_call,
+    requests_to,
     the_call,
     wait_until,
 )
@@ -48,6 +50,7 @@ async def _ringing_call(service: Service) -> tuple[Any, Any, dict[str, Any]]:
 
 async def _caller(service: Service) -> dict[str, Any]:
     call = await wait_until(lambda: next(iter(service.engine.calls.values()), None))
+    assert call is not None
     await wait_until(lambda: Role.CALLEE in call.legs and call.legs[Role.CALLER].identity)
     return {"id": call.legs[Role.CALLER].channel_id, "call": call}
 
@@ -249,7 +252,7 @@ async def test_the_callee_answering_first_stops_the_pickup(service: Service, api
     )
     assert status == 202
     call = caller["call"]
-    await wait_until(lambda: takeover_of(call) is not None and takeover_of(call).state == "ringing")
+    await wait_until(lambda: rings(call))
     await bob.answer()
     await alice.wait_hears("party", "bob")
     await wait_until(lambda: takeover_of(call) is None)
@@ -269,7 +272,7 @@ async def test_the_call_ending_while_the_target_rings_leaves_nothing(
     )
     assert status == 202
     call = caller["call"]
-    await wait_until(lambda: takeover_of(call) is not None and takeover_of(call).state == "ringing")
+    await wait_until(lambda: rings(call))
     ringing = [leg.channel_id for leg in call.legs.values() if not leg.party]
     assert len(ringing) == 1
     await alice.hangup()
@@ -306,3 +309,33 @@ async def test_asterisk_refusing_the_dial_is_a_failed_intercept(
     assert takeover_of(call) is None
     assert [leg.role for leg in call.legs.values()] == ["caller", "callee"]
     await bob.wait_hears("party", "alice")
+
+
+async def test_a_sip_device_is_dialled_on_its_endpoint_with_auto_answer(
+    sim_service: Service, api: Client
+) -> None:
+    service = sim_service
+    carol = service.driver.add_phone("carol")
+    carol_desk = await create_device(
+        api, {"name": "Carol desk", "owner_id": "u-carol", "sip": {"username": "carol"}}
+    )
+    alice, bob, _ = await _ringing_call(service)
+    leg = await caller_leg(api)
+    status, payload = await post_action(
+        api,
+        leg["peer"],
+        {
+            "action": "intercept",
+            "target_type": "device",
+            "target_id": carol_desk,
+            "auto_answer": True,
+        },
+    )
+    assert status == 202, payload
+    await carol.answer()
+    await alice.wait_hears("party", "carol")
+    await bob.wait_idle()
+    created = [q for q in requests_to(service, "/channels/create") if "takeover" in q["appArgs"]]
+    assert [q["endpoint"] for q in created] == ["PJSIP/carol"]
+    headers = [q for q in requests_to(service, "/variable") if "PJSIP_HEADER" in q["variable"]]
+    assert headers == [{"variable": "PJSIP_HEADER(add,Call-Info)", "value": "answer-after=0"}]

@@ -13,6 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from ari_metaflows.audit import EventStore
 from ari_metaflows.audit.store import EventFilter
+from ari_metaflows.calls.feature import CallHandle
+from ari_metaflows.features.takeover import takeover_of
 from ari_metaflows.testing.eventually import eventually
 
 from .engine_service import ACCOUNT, ADMIN, Service
@@ -85,3 +87,9 @@ async def audited(service: Service, count: int) -> list[Any]:
 
     found: list[Any] = await eventually(rows, lambda events: len(events) >= count)
     return found
+
+
+def rings(call: CallHandle) -> bool:
+    """An intercept or move of the call has its devices ringing."""
+    running = takeover_of(call)
+    return running is not None and running.state == "ringing"
