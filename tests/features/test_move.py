@@ -93,8 +93,9 @@ async def test_an_answered_call_moves_to_the_owners_other_device(
         await alice.wait_idle()  # the old leg is released
     # bob heard alice, maybe both for an instant, then the cell: never silence or a hang-up
     assert bob_heard[0] == "party:alice"
-    assert bob_heard[-1] == "party:alice-cell"
+    assert "party:alice-cell" in bob_heard or await bob.hears() == ("party", "alice-cell")
     assert all(h.startswith("party:") for h in bob_heard), bob_heard
+    assert await bob.hears() in (None, ("party", "alice-cell"))
     call = the_call(service)
     assert [leg.role for leg in call.legs.values()] == ["caller", "callee"]
     assert call.legs[Role.CALLER].channel_id != leg["id"]
