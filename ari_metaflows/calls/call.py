@@ -721,7 +721,11 @@ class Call:
         leg = owner_leg or presser_leg
         identity = leg.identity if leg is not None else None
         if identity is None:
-            return None
+            # A callee still ringing has no owner yet (the API may pick it up): its call's.
+            caller = self.legs.get(CALLER)
+            if self.phase is not DIALING or caller is None or caller.identity is None:
+                return None
+            identity, owner_leg = caller.identity, None
         return MetaflowEvent(
             account_id=identity.account_id,
             call_id=self.id,

@@ -87,6 +87,9 @@ async def test_a_ringing_call_is_picked_up_by_a_device_of_another_user(
     assert call.legs[Role.CALLEE].channel_id != callee
     assert takeover_of(call) is None
     assert await takeover_view(api, leg["id"]) is None
+    (event,) = await audited(service, 1)  # under the caller's account: bob had no owner yet
+    assert (event.trigger, event.module, event.outcome) == ("api", "intercept", "ok")
+    assert (event.leg, event.channel_id) == ("callee", callee)
     await alice.hangup()
     await carol.wait_idle()
     await service.wait_no_calls()
