@@ -25,7 +25,7 @@ from .calls.engine import CallEngine, EngineSettings
 from .config import ListenAddress, Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
-from .devices import DeviceStore
+from .devices import DeviceDirectory, DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
 from .lifecycle import Lifecycle, StartupError
@@ -142,11 +142,16 @@ def call_side(
     park_timeout_context: str = "metaflows-park-timeout",
     metrics: Metrics | None = None,
     audit: AuditTrail | None = None,
+    devices: DeviceDirectory | None = None,
 ) -> tuple[CallEngine, AriConnection]:
-    """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``)."""
+    """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``).
+    ``devices`` goes to the features that ring devices (intercept, move), never to the core."""
     metrics = metrics or Metrics()
     features = build_registry(
-        recordings=recordings, park_slots=park_slots, park_timeout_context=park_timeout_context
+        recordings=recordings,
+        park_slots=park_slots,
+        park_timeout_context=park_timeout_context,
+        devices=devices,
     )
     use_modules(features.modules)
     engine = CallEngine(
@@ -242,6 +247,7 @@ async def open_service(
         metrics.gauge(
             "metaflows_recordings_pending", "recording rows not yet stored", lambda: journal.pending
         )
+        devices = DeviceStore(db)
         engine, ari = call_side(
             app=settings.ari_app,
             ari_url=settings.ari_url,
@@ -256,6 +262,7 @@ async def open_service(
             park_timeout_context=settings.park_timeout_context,
             metrics=metrics,
             audit=audit,
+            devices=DeviceDirectory(devices),
         )
         lifecycle.push("call engine", engine.close)
 
@@ -271,7 +278,7 @@ async def open_service(
             journal=journal,
             events=events,
             metrics=metrics,
-            devices=DeviceStore(db),
+            devices=devices,
             cors_origin=settings.cors_origin,
         )
     except BaseException as exc:

@@ -9,7 +9,8 @@
     ├── ModuleFailed                  a module could not do its job: the flow stops, the call
     │   │                             goes on; audited as "failed"
     │   ├── RecordingRefused          record_call could not start or change the recording
-    │   └── SlotUnavailable           park: the slot is outside the lot, taken, or the lot full
+    │   ├── SlotUnavailable           park: the slot is outside the lot, taken, or the lot full
+    │   └── TargetRefused             intercept/move: no such device or user, or none to ring
     └── MetaflowsError                what an API client sees: HTTP status + stable message
         ├── InvalidRequest            400
         ├── ValidationFailed          400, errors keyed by field path
@@ -65,6 +66,15 @@ class RecordingRefused(ModuleFailed):
 
 class SlotUnavailable(ModuleFailed):
     """The wanted slot is outside the lot, taken, or the lot is full."""
+
+
+class TargetRefused(ModuleFailed):
+    """intercept/move cannot ring its target: ``not_found`` (unknown device or user, or one of
+    another account) or refused (disabled, unreachable, no other device, wrong call state)."""
+
+    def __init__(self, message: str, *, not_found: bool = False) -> None:
+        super().__init__(message)
+        self.not_found = not_found
 
 
 class MetaflowsError(Exception):

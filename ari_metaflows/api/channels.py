@@ -45,6 +45,11 @@ async def post_channel(request: web.Request) -> web.Response:
         raise InvalidRequest('data.action must name a module, e.g. {"data": {"action": "hangup"}}')
     module_data = validate_module_data(action, data)
     engine = _engine(request)
+    spec = engine.features.modules.get(action)
+    if spec is not None and spec.api_check is not None:
+        # What the API can know up front (intercept: no such device) is a 4xx, not a 202.
+        call, role = engine.leg(account_id, channel_id)
+        await spec.api_check(call, role, module_data)
     call_id = engine.run_node(account_id, channel_id, Node(action, module_data))
     return respond(request, {"call_id": call_id, "action": action}, status=202)
 

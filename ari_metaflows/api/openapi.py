@@ -104,7 +104,10 @@ _ERRORS = {
     "403": "the token belongs to another account",
     "404": "unknown path",
     "405": "method not allowed (see Allow)",
-    "409": "If-Match does not match the current revision, or the recording is still live",
+    "409": (
+        "If-Match does not match the current revision, the recording is still live, or the "
+        "call cannot be intercepted or moved now"
+    ),
     "413": "body larger than 256 KiB",
     "503": "database or Asterisk unavailable",
 }
@@ -195,6 +198,16 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
             "get": {"summary": "One live leg", "responses": _responses(plain_ok)},
             "post": {
                 "summary": 'Run one module: {"data": {"action": "<module>", ...}}',
+                "description": (
+                    "The module runs on leg {channel_id} as if its owner had pressed a code. "
+                    "`intercept` (target_type device|user|number, target_id): {channel_id} is "
+                    "the leg intercepted, a ringing callee with unbridged_only (directed "
+                    "pickup); `move` (owner_id, device_id): {channel_id}'s other party moves "
+                    "to the device that answers. Their targets are checked before the 202: "
+                    "404 unknown device or user (or one of another account), 400 disabled, "
+                    "unreachable or no other device, 409 the call is not in a state to "
+                    "intercept or move (e.g. answered, with unbridged_only)."
+                ),
                 "requestBody": body,
                 "responses": {**_responses(plain_ok), "202": accepted},
             },

@@ -375,6 +375,11 @@ class Call:
             self.metaflow_backoff.next_delay(), due
         )
 
+    async def connect_callee(self, snapshot: dict[str, Any]) -> None:
+        """Whoever holds the callee role now (say, a directed pickup's device) answered and is
+        in Stasis: connect the call as when the dialled callee answers (owner task only)."""
+        await self._answered(snapshot)
+
     async def _answered(self, snapshot: dict[str, Any]) -> None:
         """Connect once the callee has answered *and* is in Stasis (a SIP callee's Dial ANSWER
         comes before its StasisStart; a Local callee's StasisStart before its answer)."""
@@ -717,7 +722,11 @@ class Call:
         leg = owner_leg or presser_leg
         identity = leg.identity if leg is not None else None
         if identity is None:
-            return None
+            # A callee still ringing has no owner yet (the API may pick it up): its call's.
+            caller = self.legs.get(CALLER)
+            if self.phase is not DIALING or caller is None or caller.identity is None:
+                return None
+            identity, owner_leg = caller.identity, None
         return MetaflowEvent(
             account_id=identity.account_id,
             call_id=self.id,

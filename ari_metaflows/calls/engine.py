@@ -346,15 +346,18 @@ class CallEngine:
         return found
 
     def leg(self, account_id: str, channel_id: str) -> tuple[Call, str]:
+        """The call and role of a live party leg of the account. A callee still ringing has no
+        owner yet (it is found on answer): it counts as its caller's account, so that the
+        account can pick it up (``intercept``)."""
         call = self._by_channel.get(channel_id)
         if call is not None:
             for role, leg in call.legs.items():
-                if (
-                    leg.channel_id == channel_id
-                    and not leg.gone
-                    and leg.identity is not None
-                    and leg.identity.account_id == account_id
-                ):
+                if leg.channel_id != channel_id or leg.gone:
+                    continue
+                identity = leg.identity
+                if identity is None and role == CALLEE and call.phase is Phase.DIALING:
+                    identity = call.legs[CALLER].identity
+                if identity is not None and identity.account_id == account_id:
                     return call, role
         raise NotFound(f"no live channel {channel_id} in this account")
 

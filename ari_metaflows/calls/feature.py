@@ -158,6 +158,8 @@ class CallHandle(Protocol):
 
     def replace_leg(self, role: str, leg: Leg, *, resolve: bool) -> None: ...
 
+    async def connect_callee(self, snapshot: dict[str, Any]) -> None: ...
+
     def mark_gone(self, role: str) -> None: ...
 
     def track_channel(self, channel_id: str) -> None: ...
@@ -224,6 +226,9 @@ class ModuleContext:
 
 
 ModuleRunner = Callable[[ModuleContext], Awaitable[str | None]]
+# Checks an API request up front (``POST …/channels/{id}``) for the leg in ``role``: raises the
+# API error that fits (``errors.MetaflowsError``) instead of a 202 for a flow that must fail.
+ApiCheck = Callable[[CallHandle, str, Mapping[str, Any]], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,7 @@ class ModuleSpec:
     schema: Schema
     runner: ModuleRunner | None
     extra_check: ExtraCheck | None = None
+    api_check: ApiCheck | None = None
 
     def default(self, name: str) -> Any:
         """The schema default of field ``name`` (run-time defaults come from here too)."""

@@ -15,6 +15,9 @@ class Role(StrEnum):
     CALLER = "caller"
     CALLEE = "callee"
     TRANSFER_TARGET = "transfer_target"  # rings (then consults) during an attended transfer
+    # rings during an intercept or a move (one per device: "takeover-1", "takeover-2", ...),
+    # then takes the intercepted or moved leg's place
+    TAKEOVER = "takeover"
 
 
 class Phase(StrEnum):

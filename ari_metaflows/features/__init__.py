@@ -9,6 +9,7 @@ reverse. See docs/architecture.md, "Adding a feature".
 from __future__ import annotations
 
 from ..calls.feature import Feature, FeatureRegistry
+from ..devices import DeviceDirectory
 from ..recordings import RecordingJournal
 from .dialplan import DialplanFeature
 from .hold import HoldFeature
@@ -16,6 +17,7 @@ from .media import MediaFeature
 from .park import TIMEOUT_CONTEXT, ParkFeature, SlotRange, parse_slot_range
 from .pending import PendingFeature
 from .recording import RecordingFeature
+from .takeover import TakeoverFeature
 from .transfer import TransferFeature
 
 
@@ -24,8 +26,10 @@ def build_registry(
     recordings: RecordingJournal | None = None,
     park_slots: SlotRange | str = "701-720",
     park_timeout_context: str = TIMEOUT_CONTEXT,
+    devices: DeviceDirectory | None = None,
 ) -> FeatureRegistry:
-    """Every feature of this server, in the order their fields appear in a channel's view."""
+    """Every feature of this server, in the order their fields appear in a channel's view.
+    Without ``devices`` (no database), intercept and move fail with a clear reason."""
     slots = parse_slot_range(park_slots) if isinstance(park_slots, str) else park_slots
     features: list[Feature] = [
         MediaFeature(),
@@ -34,6 +38,7 @@ def build_registry(
         HoldFeature(),
         ParkFeature(slots, park_timeout_context),
         TransferFeature(),
+        TakeoverFeature(devices),
         PendingFeature(),  # temporary: Kazoo modules with a schema but no runner yet
     ]
     return FeatureRegistry(features)

@@ -1,6 +1,6 @@
 """TEMPORARY: Kazoo modules whose data schema is known but whose runner is not written yet.
 
-``tts``, ``intercept``, ``move``, ``hold_control``, ``sound_touch`` and ``pivot`` are Kazoo
+``tts``, ``hold_control``, ``sound_touch`` and ``pivot`` are Kazoo
 modules: documents using them are accepted (validated with Kazoo's schemas), and at run time the
 flow ends there as "unavailable" (``ModuleSpec.runner`` is None). Each entry below is
 self-contained: when a feature folder brings a module's runner, it moves that module's schema
@@ -33,38 +33,6 @@ TTS = ModuleSpec(
             },
             "text": STRING,
             "voice": {"type": "string", "default": "female"},
-        },
-    },
-    None,
-)
-
-# ---- intercept ---------------------------------------------------------------------------------
-# Kazoo's schema.
-INTERCEPT = ModuleSpec(
-    {
-        "type": "object",
-        "properties": {
-            "auto_answer": boolean(False),
-            "can_call_self": boolean(True),
-            "target_id": STRING,
-            "target_type": {"type": "string", "enum": ["device", "user", "number"]},
-            "unbridged_only": boolean(True),
-        },
-    },
-    None,
-)
-
-# ---- move --------------------------------------------------------------------------------------
-# Kazoo's schema.
-MOVE = ModuleSpec(
-    {
-        "type": "object",
-        "properties": {
-            "auto_answer": boolean(False),
-            "can_call_self": boolean(True),
-            "device_id": STRING,
-            "dial_strategy": {"type": "string", "default": "simultaneous"},
-            "owner_id": STRING,
         },
     },
     None,
@@ -151,8 +119,6 @@ PIVOT = ModuleSpec(
 
 PENDING: dict[str, ModuleSpec] = {
     "tts": TTS,
-    "intercept": INTERCEPT,
-    "move": MOVE,
     "hold_control": HOLD_CONTROL,
     "sound_touch": SOUND_TOUCH,
     "pivot": PIVOT,
