@@ -11,9 +11,10 @@ CREATE TABLE asterisk_leases (
 );
 
 -- Live legs as the channels listing shows them, written behind by the instance that holds the
--- leg's Asterisk. `view` is the listing's JSON object for the leg.
+-- leg's Asterisk. `view` is the listing's JSON object for the leg. Channel ids are unique per
+-- Asterisk only (set `systemname` on each server to make them unique across the cluster).
 CREATE TABLE live_legs (
-    channel_id  text        PRIMARY KEY,
+    channel_id  text        NOT NULL,
     call_id     text        NOT NULL,
     account_id  text,
     owner_id    text,
@@ -21,10 +22,10 @@ CREATE TABLE live_legs (
     asterisk    text        NOT NULL,
     instance    text        NOT NULL,
     view        jsonb       NOT NULL,
-    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp()
+    updated_at  timestamptz NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (asterisk, channel_id)
 );
-CREATE INDEX live_legs_account ON live_legs (account_id);
-CREATE INDEX live_legs_asterisk ON live_legs (asterisk, instance);
+CREATE INDEX live_legs_account ON live_legs (account_id, channel_id);
 
 -- Parking slots, unique per account across the cluster: claim = insert, release = delete.
 CREATE TABLE parking_slots (

@@ -81,17 +81,21 @@ class ClusterDirectory(CallDirectory):
 
     async def legs_of_account(self, account_id: str) -> list[dict[str, Any]]:
         found = await super().legs_of_account(account_id)
+        for view in found:
+            view["instance"] = self.instance
         found.extend(await self.live.of_account(account_id, self.held()))
         return found
 
     async def leg(self, account_id: str, channel_id: str) -> dict[str, Any]:
         try:
-            return await super().leg(account_id, channel_id)
+            local = await super().leg(account_id, channel_id)
         except NotFound:
             view = await self.live.find(account_id, channel_id)
             if view is None or view.get("asterisk") in self.held():
                 raise
             return view
+        local["instance"] = self.instance
+        return local
 
     async def run_node(self, account_id: str, channel_id: str, node: Node) -> str:
         try:

@@ -140,8 +140,10 @@ class LeasedSession:
                 self.held = False
 
     async def _try(self) -> bool:
+        """One attempt, bounded (a stalled database is a failed attempt)."""
         try:
-            return await self.store.acquire(self.asterisk, self.holder, self.timing.ttl)
+            async with asyncio.timeout(self.timing.ttl):
+                return await self.store.acquire(self.asterisk, self.holder, self.timing.ttl)
         except (DatastoreUnavailable, TimeoutError, OSError) as exc:
             logger.debug("lease %s: %s", self.asterisk, type(exc).__name__)
             return False

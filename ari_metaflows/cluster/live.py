@@ -29,7 +29,7 @@ class Batch:
 
     def __init__(self) -> None:
         self.upserts: list[tuple[str, str, str | None, str | None, str, str, str]] = []
-        self.deletes: list[str] = []
+        self.deletes: list[tuple[str, str]] = []  # (asterisk, channel id)
         self.calls: list[tuple[str, set[str]]] = []  # call id → channels now written
 
 
@@ -70,6 +70,7 @@ class LiveLegs(WriteBehind[Batch]):
                     if not leg.party or leg.gone:
                         continue
                     view = call.describe(role)
+                    view["instance"] = self.instance
                     live.add(leg.channel_id)
                     batch.upserts.append(
                         (
@@ -82,7 +83,10 @@ class LiveLegs(WriteBehind[Batch]):
                             json.dumps(view, default=str),
                         )
                     )
-            batch.deletes.extend(self._written.get(call.id, set()) - live)
+            asterisk = call.engine.asterisk
+            batch.deletes.extend(
+                (asterisk, channel) for channel in self._written.get(call.id, set()) - live
+            )
             batch.calls.append((call.id, live))
         return batch
 
@@ -90,8 +94,10 @@ class LiveLegs(WriteBehind[Batch]):
         async with self.db.transaction() as conn:
             if unit.deletes:
                 await conn.execute(
-                    "DELETE FROM live_legs WHERE channel_id = ANY($1::text[]) AND instance = $2",
-                    unit.deletes,
+                    "DELETE FROM live_legs WHERE instance = $3 AND (asterisk, channel_id) IN "
+                    "(SELECT * FROM unnest($1::text[], $2::text[]))",
+                    [asterisk for asterisk, _ in unit.deletes],
+                    [channel for _, channel in unit.deletes],
                     self.instance,
                 )
             if unit.upserts:
@@ -102,10 +108,10 @@ class LiveLegs(WriteBehind[Batch]):
                     SELECT $1, $2, $3, $4, $5, $6, $8, $7::jsonb, clock_timestamp()
                     WHERE EXISTS (SELECT 1 FROM asterisk_leases WHERE asterisk = $6
                                   AND holder = $8 AND expires_at > clock_timestamp())
-                    ON CONFLICT (channel_id) DO UPDATE SET
+                    ON CONFLICT (asterisk, channel_id) DO UPDATE SET
                         call_id = EXCLUDED.call_id, account_id = EXCLUDED.account_id,
                         owner_id = EXCLUDED.owner_id, state = EXCLUDED.state,
-                        asterisk = EXCLUDED.asterisk, instance = EXCLUDED.instance,
+                        instance = EXCLUDED.instance,
                         view = EXCLUDED.view, updated_at = EXCLUDED.updated_at
                     """,
                     [(*row, self.instance) for row in unit.upserts],
@@ -156,7 +162,8 @@ class LiveLegs(WriteBehind[Batch]):
     async def find(self, account_id: str, channel_id: str) -> dict[str, Any] | None:
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                "SELECT view FROM live_legs WHERE account_id = $1 AND channel_id = $2",
+                "SELECT view FROM live_legs WHERE account_id = $1 AND channel_id = $2 "
+                "ORDER BY updated_at DESC LIMIT 1",
                 account_id,
                 channel_id,
             )
