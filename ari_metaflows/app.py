@@ -26,6 +26,7 @@ from .calls.engine import CallEngine, EngineSettings
 from .cluster.directory import CallDirectory, ClusterDirectory
 from .cluster.lease import LEASE_RETRY, LeasedSession, PgLeaseStore
 from .cluster.live import LiveLegs
+from .cluster.parking import PgSharedSlots
 from .cluster.routing import ActionRouter
 from .config import DEFAULT_ASTERISK, ListenAddress, Settings
 from .db.database import Database
@@ -33,6 +34,7 @@ from .db.migrate import apply_migrations
 from .devices import DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
+from .features.park import ParkFeature
 from .lifecycle import Lifecycle, StartupError
 from .metaflows.documents import use_modules
 from .metaflows.resolver import LISTENER_RETRY, MetaflowResolver
@@ -380,9 +382,15 @@ async def _cluster(
     directory.router = router
     for name, (engine, ari) in sides.items():
         engine.live_mark = live.mark
+        slots = PgSharedSlots(db, name, instance)
+        park = engine.features.get("park")
+        if isinstance(park, ParkFeature):
+            park.shared = slots
+        lifecycle.push(f"parking slot releases ({name})", slots.close)
 
-        async def acquired(name: str = name) -> None:
+        async def acquired(name: str = name, slots: PgSharedSlots = slots) -> None:
             try:
+                await slots.take_over()
                 dropped = await live.take_over(name)
             except DatastoreUnavailable:
                 return  # the rows stay until the next takeover; listings may show them

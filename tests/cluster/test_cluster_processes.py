@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 
 from ari_metaflows.sim import SimPhone, SimulatedAsteriskServer, StasisApp
@@ -336,3 +337,50 @@ async def test_a_stalled_owner_gives_503_not_a_hang_then_lets_go(cluster: Cluste
         await asyncio.sleep(1.5)  # i1 does not take anything back while i2 renews
         assert await i1.leases(session) == set()
         assert (await cluster.holders(session)) == {"ast1": ["i2"], "ast2": ["i2"]}
+
+
+async def test_parking_slots_never_collide_across_servers(
+    cluster: Cluster, database_url: str
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await start_all(cluster, session, count=2)
+        channels = await up_calls(cluster, session)
+        _, i2, _ = cluster.instances
+        for channel in channels.values():
+            await eventually(
+                lambda channel=channel: i2.call(
+                    session, "GET", f"/v2/accounts/acc1/channels/{channel}"
+                ),
+                lambda answer: answer[0] == 200,
+                timeout=5,
+            )
+        # Both calls parked at once, through the instance that holds neither server.
+        answers = await asyncio.gather(
+            *(
+                i2.call(
+                    session,
+                    "POST",
+                    f"/v2/accounts/acc1/channels/{channel}",
+                    {"data": {"action": "park"}},
+                )
+                for channel in channels.values()
+            )
+        )
+        assert [status for status, _ in answers] == [202, 202], answers
+        for sim, callee in ((cluster.sims["ast1"], "1002"), (cluster.sims["ast2"], "2002")):
+            await phone(sim, callee).wait_hears("moh")
+
+        async def slots() -> list[tuple[str, str]]:
+            conn = await asyncpg.connect(database_url)
+            try:
+                rows = await conn.fetch(
+                    "SELECT slot, asterisk FROM parking_slots WHERE account_id = 'acc1' "
+                    "ORDER BY slot"
+                )
+            finally:
+                await conn.close()
+            return [(row["slot"], row["asterisk"]) for row in rows]
+
+        taken = await eventually(slots, lambda rows: len(rows) == 2, timeout=5)
+        assert [slot for slot, _ in taken] == ["701", "702"]  # one account, two servers
+        assert {asterisk for _, asterisk in taken} == {"ast1", "ast2"}
