@@ -347,13 +347,12 @@ async def test_parking_slots_never_collide_across_servers(
         channels = await up_calls(cluster, session)
         _, i2, _ = cluster.instances
         for channel in channels.values():
-            await eventually(
-                lambda channel=channel: i2.call(
-                    session, "GET", f"/v2/accounts/acc1/channels/{channel}"
-                ),
-                lambda answer: answer[0] == 200,
-                timeout=5,
-            )
+
+            async def listed(channel: str = channel) -> int:
+                status, _ = await i2.call(session, "GET", f"/v2/accounts/acc1/channels/{channel}")
+                return status
+
+            await eventually(listed, lambda status: status == 200, timeout=5)
         # Both calls parked at once, through the instance that holds neither server.
         answers = await asyncio.gather(
             *(
