@@ -114,7 +114,9 @@ class Service:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
 
-            self.lifecycle.push(f"ARI connection ({name})", cancel)
+            self.lifecycle.push(
+                f"ARI connection ({name})" if len(sides) > 1 else "ARI connection", cancel
+            )
         assert first is not None
         return first
 
@@ -299,7 +301,10 @@ async def open_service(
                 asterisk=server.name,
             )
             sides[server.name] = side
-            lifecycle.push(f"call engine ({server.name})", side[0].close)
+            several = len(settings.asterisk_servers) > 1
+            lifecycle.push(
+                f"call engine ({server.name})" if several else "call engine", side[0].close
+            )
         engine, ari = next(iter(sides.values()))
         engines = {name: side[0] for name, side in sides.items()}
         sessions: dict[str, LeasedSession] = {}

@@ -101,7 +101,7 @@ class ClusterDirectory(CallDirectory):
         try:
             return await super().run_node(account_id, channel_id, node)
         except NotFound:
-            view = await self.live.find(account_id, channel_id)
+            view = await self.live.find(account_id, channel_id, held_only=False)
             if view is None:
                 raise
         asterisk = str(view.get("asterisk"))

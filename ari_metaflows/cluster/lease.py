@@ -168,7 +168,14 @@ class LeasedSession:
         released = False
         try:
             if self._on_acquired is not None:
-                await self._on_acquired()
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        await self._on_acquired()
+                except TimeoutError:
+                    logger.warning(
+                        "lease %s: taking over took too long; trying again", self.asterisk
+                    )
+                    return
             session = asyncio.create_task(self._session(), name=f"ari-{self.asterisk}")
             while True:
                 next_renewal = min(loop.time() + timing.renew_every, deadline)

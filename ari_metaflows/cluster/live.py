@@ -21,6 +21,13 @@ from ..writebehind import WRITER_RETRY, WriteBehind
 
 logger = logging.getLogger(__name__)
 
+# Listings show the rows of instances that still hold their Asterisk: a holder that died
+# without a successor leaves rows nobody vouches for.
+_HELD = (
+    "JOIN asterisk_leases a ON a.asterisk = l.asterisk AND a.holder = l.instance "
+    "AND a.expires_at > clock_timestamp()"
+)
+
 LINGER = 0.05  # seconds: let a burst of changes of one call become one write
 
 
@@ -152,18 +159,24 @@ class LiveLegs(WriteBehind[Batch]):
         """Views of the account's live legs on Asterisk servers not in ``skip``."""
         async with self.db.connection() as conn:
             rows = await conn.fetch(
-                "SELECT view FROM live_legs WHERE account_id = $1 AND asterisk <> ALL($2::text[]) "
-                "ORDER BY updated_at",
+                f"SELECT l.view FROM live_legs l {_HELD} "
+                "WHERE l.account_id = $1 AND l.asterisk <> ALL($2::text[]) ORDER BY l.updated_at",
                 account_id,
                 sorted(skip),
             )
         return [json.loads(row["view"]) for row in rows]
 
-    async def find(self, account_id: str, channel_id: str) -> dict[str, Any] | None:
+    async def find(
+        self, account_id: str, channel_id: str, *, held_only: bool = True
+    ) -> dict[str, Any] | None:
+        """The leg's view; ``held_only=False`` also finds the rows of a holder whose lease
+        has lapsed (an action on it is then 503, not 404: the call may well be up)."""
+        held = _HELD if held_only else ""
         async with self.db.connection() as conn:
             row = await conn.fetchrow(
-                "SELECT view FROM live_legs WHERE account_id = $1 AND channel_id = $2 "
-                "ORDER BY updated_at DESC LIMIT 1",
+                f"SELECT l.view FROM live_legs l {held} "
+                "WHERE l.account_id = $1 AND l.channel_id = $2 "
+                "ORDER BY l.updated_at DESC LIMIT 1",
                 account_id,
                 channel_id,
             )

@@ -35,6 +35,10 @@ async def test_rows_are_fenced_by_the_lease_and_taken_over_by_the_next_holder(
     assert await new.of_account("acc1", {"ast1"}) == []  # what the reader holds is skipped
 
     await leases.release("ast1", "i1")
+    # Nobody holds ast1: its rows are not listed, yet an action finds them (→ 503, not 404).
+    assert await new.of_account("acc1", set()) == []
+    assert await new.find("acc1", "c2") is None
+    assert await new.find("acc1", "c2", held_only=False) is not None
     assert await leases.acquire("ast1", "i2", 30)
     assert await new.take_over("ast1") == 2
     await new._store(batch(row("c1", "ast1")))  # the adopted call, written again
