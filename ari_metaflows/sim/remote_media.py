@@ -24,15 +24,26 @@ import io
 import time
 import urllib.parse
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import aiohttp
 
 if TYPE_CHECKING:
-    from .media import MediaSim
     from .model import Playback
+
+
+class PlaybackHost(Protocol):
+    """What a remote playback needs of the simulator (``MediaSim``), named here so this module
+    does not import the one that imports it."""
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle: ...
+
+    def _next_media(self, playback: Playback) -> None: ...
+
+    def _finish_playback(self, playback: Playback, state: str) -> None: ...
+
 
 # Content-Type → format, as Asterisk's format modules register them (format_wav: wav, wav16).
 _FORMATS = {
@@ -150,13 +161,13 @@ class RemoteMedia:
         except (aiohttp.ClientError, TimeoutError):
             return False
 
-    def play(self, core: MediaSim, playback: Playback, url: str) -> None:
+    def play(self, core: PlaybackHost, playback: Playback, url: str) -> None:
         """Download, then let the playback run for the file's length (or fail it)."""
         task = asyncio.create_task(self._play(core, playback, url))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _play(self, core: MediaSim, playback: Playback, url: str) -> None:
+    async def _play(self, core: PlaybackHost, playback: Playback, url: str) -> None:
         index = playback.index
         try:
             seconds: float | None = await self.seconds(url)
