@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import logging
 import os
 import signal
 from collections.abc import Awaitable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 
 from aiohttp import web
@@ -22,12 +23,18 @@ from .audit.trail import TrailLimits
 from .auth.tokens import Authenticator, TokenStore
 from .backoff import Backoff
 from .calls.engine import CallEngine, EngineSettings
-from .config import ListenAddress, Settings
+from .cluster.directory import CallDirectory, ClusterDirectory
+from .cluster.lease import LEASE_RETRY, LeasedSession, PgLeaseStore
+from .cluster.live import LiveLegs
+from .cluster.parking import PgSharedSlots
+from .cluster.routing import ActionRouter
+from .config import DEFAULT_ASTERISK, ListenAddress, Settings
 from .db.database import Database
 from .db.migrate import apply_migrations
 from .devices import DeviceDirectory, DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
+from .features.park import ParkFeature
 from .lifecycle import Lifecycle, StartupError
 from .metaflows.documents import use_modules
 from .metaflows.resolver import LISTENER_RETRY, MetaflowResolver
@@ -64,6 +71,7 @@ class Retries:
     database: Backoff = DATABASE_WAIT  # waiting for the database to migrate it at start
     listener: Backoff = LISTENER_RETRY  # the metaflow change listener
     writers: Backoff = WRITER_RETRY  # the audit trail and the recordings journal
+    lease: Backoff = LEASE_RETRY  # a standby trying to take an Asterisk's lease (cluster)
 
 
 @dataclass
@@ -84,17 +92,33 @@ class Service:
     audit: AuditTrail
     metrics: Metrics
     lifecycle: Lifecycle
+    # Every Asterisk server this instance may serve: name → (engine, ARI connection); the
+    # first one is also ``engine`` / ``ari``.
+    sides: dict[str, tuple[CallEngine, AriConnection]] = field(default_factory=dict)
+    # In a cluster: name → the lease that gates its ARI connection.
+    sessions: dict[str, LeasedSession] = field(default_factory=dict)
 
     def start_ari(self) -> asyncio.Task[None]:
-        """Connect to ARI (and keep reconnecting) until the service closes."""
-        task = asyncio.create_task(self.ari.run_forever(), name="ari")
+        """Connect to ARI (and keep reconnecting) until the service closes: to every Asterisk
+        server configured, each only while holding its lease in a cluster. Answers the task
+        of the first server."""
+        first: asyncio.Task[None] | None = None
+        sides = self.sides or {self.engine.asterisk: (self.engine, self.ari)}
+        for name, (_, ari) in sides.items():
+            session = self.sessions.get(name)
+            runner = session.run_forever() if session is not None else ari.run_forever()
+            task = asyncio.create_task(runner, name=f"ari-{name}")
+            first = first or task
 
-        async def cancel() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+            async def cancel(task: asyncio.Task[None] = task) -> None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
 
-        self.lifecycle.push("ARI connection", cancel)
-        return task
+            self.lifecycle.push(
+                f"ARI connection ({name})" if len(sides) > 1 else "ARI connection", cancel
+            )
+        assert first is not None
+        return first
 
     async def start_api(self, listen: ListenAddress) -> str:
         """Serve the REST API on ``listen`` (port 0: any free port); answers its base URL.
@@ -143,9 +167,11 @@ def call_side(
     metrics: Metrics | None = None,
     audit: AuditTrail | None = None,
     devices: DeviceDirectory | None = None,
+    asterisk: str = DEFAULT_ASTERISK,
 ) -> tuple[CallEngine, AriConnection]:
-    """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``).
-    ``devices`` goes to the features that ring devices (intercept, move), never to the core."""
+    """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``;
+    the unlabelled ones describe the first server only). ``devices`` goes to the features that
+    ring devices (intercept, move), never to the core."""
     metrics = metrics or Metrics()
     features = build_registry(
         recordings=recordings,
@@ -155,7 +181,12 @@ def call_side(
     )
     use_modules(features.modules)
     engine = CallEngine(
-        EngineSettings(app=app, default_account=default_account, transfer_context=transfer_context),
+        EngineSettings(
+            app=app,
+            default_account=default_account,
+            transfer_context=transfer_context,
+            asterisk=asterisk,
+        ),
         resolver,
         features=features,
         metrics=metrics,
@@ -171,11 +202,20 @@ def call_side(
         on_disconnected=engine.on_disconnected,
         backoff=backoff,
     )
-    metrics.gauge("metaflows_active_calls", "calls being tracked", lambda: len(engine.calls))
-    metrics.gauge("metaflows_active_legs", "live legs of tracked calls", engine.active_legs)
-    metrics.gauge("metaflows_ari_reconnects", "ARI reconnection attempts", lambda: ari.reconnects)
-    metrics.gauge(
-        "metaflows_ari_connected", "1 while the ARI websocket is up", ari.connected.is_set
+    if "metaflows_active_calls" not in metrics.gauges:
+        metrics.gauge("metaflows_active_calls", "calls being tracked", lambda: len(engine.calls))
+        metrics.gauge("metaflows_active_legs", "live legs of tracked calls", engine.active_legs)
+        metrics.gauge(
+            "metaflows_ari_reconnects", "ARI reconnection attempts", lambda: ari.reconnects
+        )
+        metrics.gauge(
+            "metaflows_ari_connected", "1 while the ARI websocket is up", ari.connected.is_set
+        )
+    metrics.labelled_gauge(
+        "metaflows_asterisk_connected",
+        "1 while this instance's ARI websocket to the Asterisk server is up",
+        (("asterisk", asterisk),),
+        ari.connected.is_set,
     )
     return engine, ari
 
@@ -248,26 +288,45 @@ async def open_service(
             "metaflows_recordings_pending", "recording rows not yet stored", lambda: journal.pending
         )
         devices = DeviceStore(db)
-        engine, ari = call_side(
-            app=settings.ari_app,
-            ari_url=settings.ari_url,
-            username=settings.ari_username,
-            password=settings.ari_password,
-            resolver=resolver,
-            default_account=settings.default_account_id,
-            transfer_context=settings.transfer_context,
-            recordings=journal,
-            backoff=retries.ari,
-            park_slots=settings.park_slots,
-            park_timeout_context=settings.park_timeout_context,
-            metrics=metrics,
-            audit=audit,
-            devices=DeviceDirectory(devices),
-        )
-        lifecycle.push("call engine", engine.close)
+        sides: dict[str, tuple[CallEngine, AriConnection]] = {}
+        for server in settings.asterisk_servers:
+            side = call_side(
+                app=settings.ari_app,
+                ari_url=server.url,
+                username=server.username,
+                password=server.password,
+                resolver=resolver,
+                default_account=settings.default_account_id,
+                transfer_context=settings.transfer_context,
+                recordings=journal,
+                backoff=retries.ari,
+                park_slots=settings.park_slots,
+                park_timeout_context=settings.park_timeout_context,
+                metrics=metrics,
+                audit=audit,
+                asterisk=server.name,
+                devices=DeviceDirectory(devices),
+            )
+            sides[server.name] = side
+            several = len(settings.asterisk_servers) > 1
+            lifecycle.push(
+                f"call engine ({server.name})" if several else "call engine", side[0].close
+            )
+        engine, ari = next(iter(sides.values()))
+        engines = {name: side[0] for name, side in sides.items()}
+        sessions: dict[str, LeasedSession] = {}
+        directory: CallDirectory
+        if settings.cluster:
+            directory = await _cluster(
+                settings, database_url, db, lifecycle, metrics, retries, sides, sessions
+            )
+        else:
+            directory = CallDirectory(engines)
 
         async def ari_ready() -> bool:
-            return ari.connected.is_set()
+            if sessions:  # a standby is ready: another instance holds the Asterisk
+                return True
+            return all(side[1].connected.is_set() for side in sides.values())
 
         api = ApiContext(
             store=store,
@@ -280,13 +339,106 @@ async def open_service(
             metrics=metrics,
             devices=devices,
             cors_origin=settings.cors_origin,
+            calls=directory,
         )
     except BaseException as exc:
         await lifecycle.undo_after(exc)
         raise
     return Service(
-        settings, db, store, resolver, tokens, api, engine, ari, journal, audit, metrics, lifecycle
+        settings,
+        db,
+        store,
+        resolver,
+        tokens,
+        api,
+        engine,
+        ari,
+        journal,
+        audit,
+        metrics,
+        lifecycle,
+        sides,
+        sessions,
     )
+
+
+def _held(session: LeasedSession) -> float:
+    return float(session.held)
+
+
+async def _cluster(
+    settings: Settings,
+    database_url: str,
+    db: Database,
+    lifecycle: Lifecycle,
+    metrics: Metrics,
+    retries: Retries,
+    sides: dict[str, tuple[CallEngine, AriConnection]],
+    sessions: dict[str, LeasedSession],
+) -> ClusterDirectory:
+    """Leases, live legs and routed actions (issue 18); fills ``sessions``."""
+    instance = settings.instance_id
+    live = LiveLegs(db, instance, retries.writers)
+    await live.start()
+    lifecycle.push("live legs", live.stop)
+    leases = PgLeaseStore(db)
+    directory = ClusterDirectory(
+        {name: side[0] for name, side in sides.items()},
+        instance=instance,
+        live=live,
+        leases=leases,
+        held=lambda: {name for name, session in sessions.items() if session.held},
+    )
+    router = ActionRouter(db, database_url, instance, directory.run_here)
+    await router.start()
+    lifecycle.push("action router", router.stop)
+    directory.router = router
+    for name, (engine, ari) in sides.items():
+        engine.live_mark = live.mark
+        slots = PgSharedSlots(db, name, instance)
+        park = engine.features.get("park")
+        if isinstance(park, ParkFeature):
+            park.shared = slots
+        lifecycle.push(f"parking slot releases ({name})", slots.close)
+
+        async def acquired(name: str = name, slots: PgSharedSlots = slots) -> None:
+            try:
+                await slots.take_over()
+                dropped = await live.take_over(name)
+            except DatastoreUnavailable:
+                return  # the rows stay until the next takeover; listings may show them
+            if dropped:
+                logger.info(
+                    "asterisk %s: dropped %d live leg(s) of its previous holder", name, dropped
+                )
+
+        async def dropped(name: str = name, engine: CallEngine = engine) -> None:
+            await engine.close()  # another instance adopts the calls
+            await live.forget_asterisk(name)
+
+        session = LeasedSession(
+            name,
+            instance,
+            leases,
+            ari.run_forever,
+            on_acquired=acquired,
+            on_dropped=dropped,
+            retry=retries.lease,
+        )
+        sessions[name] = session
+        metrics.labelled_gauge(
+            "metaflows_asterisk_lease",
+            "1 while this instance holds the Asterisk server's lease (its ARI connection)",
+            (("asterisk", name), ("instance", instance)),
+            functools.partial(_held, session),
+        )
+    metrics.gauge(
+        "metaflows_routed_actions", "actions sent to another instance", lambda: router.routed
+    )
+    metrics.gauge(
+        "metaflows_served_actions", "actions other instances sent here", lambda: router.served
+    )
+    return directory
 
 
 async def serve(

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import socket
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,23 @@ class ListenAddress:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class AsteriskServer:
+    """One Asterisk this instance may serve: its name (tags its calls) and how to reach ARI."""
+
+    name: str
+    url: str
+    username: str = ""
+    password: str = field(default="", repr=False)
+
+
+DEFAULT_ASTERISK = "default"  # the name of the one server ARI_URL describes
+
+
+def default_instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -48,6 +66,20 @@ class Settings:
     # Signs the speech URLs Asterisk fetches (tts); random per process unless set.
     media_secret: bytes = field(default_factory=lambda: secrets.token_bytes(32), repr=False)
     media_base_url: str | None = None  # how Asterisk reaches the API listener
+    # Several Asterisk servers (METAFLOWS_ASTERISKS); empty: the one ARI_URL names, "default".
+    asterisks: tuple[AsteriskServer, ...] = ()
+    instance_id: str = field(default_factory=default_instance_id)
+    # Several instances share the database: leases, live state, routed actions (issue 18).
+    cluster: bool = False
+
+    @property
+    def asterisk_servers(self) -> tuple[AsteriskServer, ...]:
+        """The servers this instance may serve (at least one)."""
+        if self.asterisks:
+            return self.asterisks
+        return (
+            AsteriskServer(DEFAULT_ASTERISK, self.ari_url, self.ari_username, self.ari_password),
+        )
 
     @property
     def media_url_base(self) -> str:
@@ -75,6 +107,9 @@ _ID_RE = re.compile(r"^[A-Za-z0-9_@+.-]{1,128}$")
 _APP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,80}$")
 _CONTEXT_RE = re.compile(r"^[A-Za-z0-9_.+-]{1,80}$")
 _CORS_ORIGIN_RE = re.compile(r"^(\*|https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)$")
+_ASTERISK_RE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
@@ -121,6 +156,49 @@ def _database_url(value: str) -> str:
             f"(got scheme {parts.scheme or 'none'!r}); unset it to use the embedded server"
         )
     return value
+
+
+def parse_asterisks(
+    value: str, username: str, password: str, get: Callable[[str], str | None]
+) -> tuple[AsteriskServer, ...]:
+    """``name=url,name2=url2``. Credentials are ARI_USERNAME / ARI_PASSWORD unless
+    ARI_USERNAME_<NAME> / ARI_PASSWORD_<NAME> (name upper-cased, ``-`` as ``_``) are set."""
+    servers: list[AsteriskServer] = []
+    for item in value.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        name, sep, url = item.partition("=")
+        name = name.strip()
+        if not sep or not _ASTERISK_RE.match(name):
+            raise ConfigError(
+                "METAFLOWS_ASTERISKS must look like name=http://host:8088,name2=http://…; "
+                f"names match {_ASTERISK_RE.pattern}, got {item!r}"
+            )
+        if any(s.name == name for s in servers):
+            raise ConfigError(f"METAFLOWS_ASTERISKS names {name!r} twice")
+        key = name.upper().replace("-", "_")
+        servers.append(
+            AsteriskServer(
+                name,
+                _http_url(url.strip(), f"METAFLOWS_ASTERISKS ({name})"),
+                get(f"ARI_USERNAME_{key}") or username,
+                get(f"ARI_PASSWORD_{key}") or password,
+            )
+        )
+    if not servers:
+        raise ConfigError("METAFLOWS_ASTERISKS is set but names no server")
+    return tuple(servers)
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return False
+    if value.lower() in _TRUE:
+        return True
+    if value.lower() in _FALSE:
+        return False
+    raise ConfigError(f"{name} must be on or off, got {value!r}")
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -211,10 +289,19 @@ def load_settings(
     listen = get("METAFLOWS_API_LISTEN")
     data_dir = get("METAFLOWS_DATA_DIR")
     ari_url = get("ARI_URL")
+    ari_username = get("ARI_USERNAME") or ""
+    ari_password = env.get("ARI_PASSWORD", "")
+    asterisks_text = get("METAFLOWS_ASTERISKS")
+    asterisks = (
+        parse_asterisks(asterisks_text, ari_username, ari_password, get) if asterisks_text else ()
+    )
+    instance_id = get("METAFLOWS_INSTANCE_ID") or default_instance_id()
+    if not _ID_RE.match(instance_id):
+        raise ConfigError(f"METAFLOWS_INSTANCE_ID must match {_ID_RE.pattern}, got {instance_id!r}")
     return Settings(
         ari_url=_http_url(ari_url, "ARI_URL") if ari_url else defaults.ari_url,
-        ari_username=get("ARI_USERNAME") or "",
-        ari_password=env.get("ARI_PASSWORD", ""),
+        ari_username=ari_username,
+        ari_password=ari_password,
         ari_app=ari_app,
         database_url=_database_url(database_url) if database_url else None,
         data_dir=Path(data_dir) if data_dir else defaults.data_dir,
@@ -231,4 +318,7 @@ def load_settings(
         ),
         log_format=log_format,
         cors_origin=cors_origin,
+        asterisks=asterisks,
+        instance_id=instance_id,
+        cluster=_flag(get("METAFLOWS_CLUSTER"), "METAFLOWS_CLUSTER"),
     )

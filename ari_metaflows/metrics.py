@@ -48,6 +48,8 @@ class Metrics:
     api_requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (method, status)
     dispatch: Histogram = field(default_factory=lambda: Histogram(DISPATCH_BUCKETS))
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
+    # name → (help, labels → read): one family, a sample per label set
+    labelled: dict[str, tuple[str, dict[Labels, Callable[[], float]]]] = field(default_factory=dict)
 
     def code(self, module: str, outcome: str) -> None:
         key = (module, outcome)
@@ -59,6 +61,11 @@ class Metrics:
 
     def gauge(self, name: str, help_text: str, read: Callable[[], float]) -> None:
         self.gauges[name] = (help_text, read)
+
+    def labelled_gauge(
+        self, name: str, help_text: str, labels: Labels, read: Callable[[], float]
+    ) -> None:
+        self.labelled.setdefault(name, (help_text, {}))[1][labels] = read
 
     def render(self) -> str:
         """The Prometheus text exposition format (version 0.0.4)."""
@@ -103,6 +110,10 @@ class Metrics:
         for gauge_name, (help_text, read) in sorted(self.gauges.items()):
             _family(out, gauge_name, "gauge", help_text)
             out.append(f"{gauge_name} {_number(read())}")
+        for family_name, (help_text, samples) in sorted(self.labelled.items()):
+            _family(out, family_name, "gauge", help_text)
+            for label_set, read in sorted(samples.items()):
+                out.append(f"{family_name}{_labels(label_set)} {_number(read())}")
         return "\n".join(out) + "\n"
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..cluster.directory import CallDirectory
 from ..errors import AsteriskUnavailable, InvalidRequest
 from ..metaflows.documents import Node, validate_module_data, validate_node
 from .context import CONTEXT
@@ -13,25 +14,28 @@ from .envelope import respond
 from .requests import data_object, json_body, path_id, principal_for
 
 
-def _engine(request: web.Request) -> Any:
-    engine = request.app[CONTEXT].engine
-    if engine is None:
+def _calls(request: web.Request) -> Any:
+    """The call directory (``cluster.directory``): this instance's engines, and in a cluster
+    the live legs of the others."""
+    context = request.app[CONTEXT]
+    if context.calls is not None:
+        return context.calls
+    if context.engine is None:
         raise AsteriskUnavailable("the call engine is not running")
-    return engine
+    return CallDirectory({context.engine.asterisk: context.engine})
 
 
 async def list_channels(request: web.Request) -> web.Response:
     account_id = path_id(request, "account_id")
     await principal_for(request, account_id)
-    return respond(request, _engine(request).legs_of_account(account_id))
+    return respond(request, await _calls(request).legs_of_account(account_id))
 
 
 async def get_channel(request: web.Request) -> web.Response:
     account_id = path_id(request, "account_id")
     channel_id = path_id(request, "channel_id")
     await principal_for(request, account_id)
-    call, role = _engine(request).leg(account_id, channel_id)
-    return respond(request, call.describe(role))
+    return respond(request, await _calls(request).leg(account_id, channel_id))
 
 
 async def post_channel(request: web.Request) -> web.Response:
@@ -44,13 +48,7 @@ async def post_channel(request: web.Request) -> web.Response:
     if not isinstance(action, str) or not action:
         raise InvalidRequest('data.action must name a module, e.g. {"data": {"action": "hangup"}}')
     module_data = validate_module_data(action, data)
-    engine = _engine(request)
-    spec = engine.features.modules.get(action)
-    if spec is not None and spec.api_check is not None:
-        # What the API can know up front (intercept: no such device) is a 4xx, not a 202.
-        call, role = engine.leg(account_id, channel_id)
-        await spec.api_check(call, role, module_data)
-    call_id = engine.run_node(account_id, channel_id, Node(action, module_data))
+    call_id = await _calls(request).run_node(account_id, channel_id, Node(action, module_data))
     return respond(request, {"call_id": call_id, "action": action}, status=202)
 
 
@@ -67,7 +65,7 @@ async def put_channel(request: web.Request) -> web.Response:
     if action != "metaflow":
         raise InvalidRequest('action must be "metaflow"')
     node = validate_node(data, ("data",))
-    call_id = _engine(request).run_node(account_id, channel_id, Node.from_json(node))
+    call_id = await _calls(request).run_node(account_id, channel_id, Node.from_json(node))
     return respond(request, {"call_id": call_id, "action": "metaflow"}, status=202)
 
 

@@ -26,6 +26,7 @@ class ApiContext:
     authenticator: Authenticator
     readiness: dict[str, ReadinessProbe] = field(default_factory=dict)
     engine: Any = None  # calls.engine.CallEngine when the ARI side runs
+    calls: Any = None  # cluster.directory.CallDirectory: every engine, and other instances'
     recordings: RecordingStore | None = None
     journal: RecordingJournal | None = None
     events: EventStore | None = None

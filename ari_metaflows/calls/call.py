@@ -63,6 +63,8 @@ class Host(EngineHandle, Protocol):
     resolver: MetaflowResolver
     default_account: str | None
     flows_started: int
+    asterisk: str
+    live_mark: Callable[[Call], None] | None
 
     def track_channel(self, channel_id: str, call: Call) -> None: ...
 
@@ -138,6 +140,7 @@ class Call:
     async def run(self, start: dict[str, Any] | None) -> None:
         loop = asyncio.get_running_loop()
         queue = self.queue
+        mark = self.engine.live_mark  # the cluster's write-behind of live legs (or None)
         self.serving = True
         try:
             if start is not None:
@@ -152,6 +155,8 @@ class Call:
                 elif event is not TICK:
                     await self._on_message(event)  # type: ignore[arg-type]
                 del event  # an idle call holds no parsed event (~5 KiB of JSON per leg)
+                if mark is not None:
+                    mark(self)  # a set insertion: the write happens later, off this task
                 now = loop.time()
                 await self._fire_timers(now)
                 self._arm_timer(now)
@@ -171,6 +176,8 @@ class Call:
             if self.timer is not None:
                 self.timer.cancel()
             self.engine.forget(self)
+            if mark is not None:
+                mark(self)  # its rows go
             await self._stop_children()
 
     def _refuse_pending(self) -> None:
@@ -842,6 +849,7 @@ class Call:
             "bridge_id": self.bridge_id,
             "phase": self.phase,
             "collector_armed": bool(collector and collector.armed),
+            "asterisk": self.engine.asterisk,
         }
         for feature in self.engine.features.features:
             view.update(feature.describe(self, role))

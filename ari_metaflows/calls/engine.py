@@ -16,6 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from ..ari.gateway import AriGateway
@@ -53,6 +54,10 @@ class CallEngine:
         self.resolver = resolver
         self.features = features
         self.default_account = settings.default_account
+        self.asterisk = settings.asterisk
+        # Called with a call after its task handled something (the cluster's live state marks
+        # it for the write-behind); None on a single instance.
+        self.live_mark: Callable[[Call], None] | None = None
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
         self._by_channel: dict[str, Call] = {}

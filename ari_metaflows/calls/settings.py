@@ -19,3 +19,4 @@ class EngineSettings:
     default_account: str | None
     transfer_context: str
     timeouts: CallTimeouts = field(default_factory=CallTimeouts)
+    asterisk: str = "default"  # the Asterisk server this engine serves (tags every call)

@@ -25,9 +25,16 @@ from ...calls.feature import (
     first_capture,
 )
 from ...calls.leg import Leg, Phase
-from ...errors import AriError, AriUnavailable, Gone, ModuleFailed, SlotUnavailable
+from ...errors import (
+    AriError,
+    AriUnavailable,
+    DatastoreUnavailable,
+    Gone,
+    ModuleFailed,
+    SlotUnavailable,
+)
 from ...metaflows.schema import Schema
-from .lots import ParkingLots, SlotRange, dial_string_of, parse_slot_range
+from .lots import ParkingLots, SharedSlots, SlotRange, dial_string_of, parse_slot_range
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +83,8 @@ class ParkFeature(BaseFeature):
         self, slots: SlotRange | None = None, timeout_context: str = TIMEOUT_CONTEXT
     ) -> None:
         self.lots = ParkingLots(slots or SlotRange())
+        # Several instances: slots are also claimed in the database (set at wiring).
+        self.shared: SharedSlots | None = None
         self.timeout_context = timeout_context
         self.modules = {"park": ModuleSpec(PARK, self.park_module)}
         self.stasis_entries = {"unpark": self.unpark}
@@ -98,11 +107,19 @@ class ParkFeature(BaseFeature):
 
     async def park(self, call: CallHandle, presser: str, wanted: str | None, timeout: float) -> str:
         gateway = call.engine.gateway_or_raise()
+        shared: tuple[str, str] | None = None
         try:
+            if self.shared is not None:
+                shared = await self._claim_shared(call, presser, wanted)
+                wanted = shared[1]
             parker_channel, bridge_id, slot, account, parked_name = await call.ask(
                 lambda: self._claim(call, presser, wanted, timeout)
             )
-        except SlotUnavailable:
+        except (SlotUnavailable, ModuleFailed) as exc:
+            if shared is not None and self.shared is not None:
+                self.shared.release(*shared)
+            if not isinstance(exc, SlotUnavailable):
+                raise
             parker = call.legs.get(presser)
             if parker is not None:
                 await call.safely(
@@ -119,6 +136,29 @@ class ParkFeature(BaseFeature):
             await call.safely(gateway.hangup(parker_channel))
         logger.info("call %s: %s parked in slot %s of %s", call.id, parked_name, slot, account)
         return "parked"
+
+    async def _claim_shared(
+        self, call: CallHandle, presser: str, wanted: str | None
+    ) -> tuple[str, str]:
+        """Take the slot in the cluster's table first: (account, slot)."""
+        assert self.shared is not None
+        parker, parked_leg = call.require_connected(presser)
+        identity = parker.identity or parked_leg.identity
+        if identity is None:
+            raise ModuleFailed("no account to park in")
+        if wanted is not None and wanted not in self.lots.slots:
+            raise SlotUnavailable(f"slot {wanted} is not in the parking lot ({self.lots.slots})")
+        try:
+            slot = await self.shared.claim(
+                identity.account_id, wanted, self.lots.slots, parked_leg.channel_id
+            )
+        except DatastoreUnavailable:
+            raise SlotUnavailable("the parking lots are unavailable") from None
+        if slot is None:
+            raise SlotUnavailable(
+                f"slot {wanted} is taken" if wanted else "the parking lot is full"
+            )
+        return identity.account_id, slot
 
     def _claim(
         self, call: CallHandle, presser: str, wanted: str | None, timeout: float
@@ -199,6 +239,8 @@ class ParkFeature(BaseFeature):
         state: ParkState | None = call.feature_state.get(NAME)
         if state is not None and state.parked is not None:
             self.lots.release(state.parked.account_id, state.parked.slot, call)
+            if self.shared is not None:
+                self.shared.release(state.parked.account_id, state.parked.slot)
             state.parked = None
             call.clear_deadline(NAME)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ...errors import SlotUnavailable
 
@@ -44,6 +44,20 @@ def dial_string_of(channel_name: str) -> str:
     """``PJSIP/alice-0000001a`` → ``PJSIP/alice``;
     ``Local/12@ctx-0000001b;2`` → ``Local/12@ctx``."""
     return _SUFFIX.sub("", channel_name)
+
+
+class SharedSlots(Protocol):
+    """Slots unique per account across several instances (the cluster's ``parking_slots``
+    table): ``claim`` answers the slot taken (``wanted``, else the first free one of
+    ``slots``) or None when it is taken / the lot is full; ``release`` gives it back."""
+
+    async def claim(
+        self, account_id: str, wanted: str | None, slots: SlotRange, channel_id: str
+    ) -> str | None: ...
+
+    def release(self, account_id: str, slot: str) -> None:
+        """Give the slot back (in the background: called from the call's task)."""
+        ...
 
 
 class ParkingLots:
