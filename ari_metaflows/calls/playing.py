@@ -66,10 +66,11 @@ async def _start(
 
 
 async def until_played(
-    ctx: ModuleContext, started: Started, what: str, cap: float = MEDIA_CAP
+    ctx: ModuleContext, started: Started, what: str, cap: float | None = None
 ) -> list[str]:
     """Wait until every playback of ``started`` finished; their final states. A failed
     playback is a ``ModuleFailed`` naming ``what``."""
+    cap = MEDIA_CAP if cap is None else cap
     try:
         async with asyncio.timeout(cap):
             states = [await future for future in started.finished]
