@@ -28,6 +28,8 @@ from .db.migrate import apply_migrations
 from .devices import DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
+from .features.tts.errors import TtsError
+from .features.tts.media import SpeechMedia
 from .lifecycle import Lifecycle, StartupError
 from .metaflows.documents import use_modules
 from .metaflows.resolver import LISTENER_RETRY, MetaflowResolver
@@ -84,6 +86,7 @@ class Service:
     audit: AuditTrail
     metrics: Metrics
     lifecycle: Lifecycle
+    speech: SpeechMedia | None = None
 
     def start_ari(self) -> asyncio.Task[None]:
         """Connect to ARI (and keep reconnecting) until the service closes."""
@@ -110,7 +113,12 @@ class Service:
                 f"cannot listen on {listen} for the REST API: {reason.lower()}"
             ) from exc
         host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
+        url = f"http://{host}:{port}"
+        if self.speech is not None and self.settings.media_base_url is None:
+            # Asterisk fetches speech from this listener; port 0 is known only now.
+            base = Settings(api_listen=ListenAddress(str(host), int(port))).media_url_base
+            self.speech.signer.base_url = base
+        return url
 
     async def close(self) -> None:
         await self.lifecycle.aclose()
@@ -142,11 +150,15 @@ def call_side(
     park_timeout_context: str = "metaflows-park-timeout",
     metrics: Metrics | None = None,
     audit: AuditTrail | None = None,
+    speech: SpeechMedia | None = None,
 ) -> tuple[CallEngine, AriConnection]:
     """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``)."""
     metrics = metrics or Metrics()
     features = build_registry(
-        recordings=recordings, park_slots=park_slots, park_timeout_context=park_timeout_context
+        recordings=recordings,
+        park_slots=park_slots,
+        park_timeout_context=park_timeout_context,
+        speech=speech,
     )
     use_modules(features.modules)
     engine = CallEngine(
@@ -242,6 +254,10 @@ async def open_service(
         metrics.gauge(
             "metaflows_recordings_pending", "recording rows not yet stored", lambda: journal.pending
         )
+        speech = SpeechMedia.from_settings(settings)
+        lifecycle.push("speech engine", speech.cache.close)
+        checking = asyncio.create_task(check_speech(speech), name="speech check")
+        lifecycle.push("speech check", lambda: _cancel(checking))
         engine, ari = call_side(
             app=settings.ari_app,
             ari_url=settings.ari_url,
@@ -256,6 +272,7 @@ async def open_service(
             park_timeout_context=settings.park_timeout_context,
             metrics=metrics,
             audit=audit,
+            speech=speech,
         )
         lifecycle.push("call engine", engine.close)
 
@@ -272,13 +289,43 @@ async def open_service(
             events=events,
             metrics=metrics,
             devices=DeviceStore(db),
+            speech=speech,
         )
     except BaseException as exc:
         await lifecycle.undo_after(exc)
         raise
     return Service(
-        settings, db, store, resolver, tokens, api, engine, ari, journal, audit, metrics, lifecycle
+        settings,
+        db,
+        store,
+        resolver,
+        tokens,
+        api,
+        engine,
+        ari,
+        journal,
+        audit,
+        metrics,
+        lifecycle,
+        speech,
     )
+
+
+async def check_speech(speech: SpeechMedia) -> bool:
+    """Load the speech engine once, in a child process, so that a missing engine is a clear
+    line at start rather than a surprise at the first tts (which then fails with the reason)."""
+    try:
+        info = await speech.cache.check()
+    except TtsError as exc:
+        logger.error("tts: no speech on this server (tts flows will fail): %s", exc)
+        return False
+    logger.info("tts: %s %s ready", info.name, info.version)
+    return True
+
+
+async def _cancel(task: asyncio.Task[bool]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def serve(

@@ -9,7 +9,11 @@
     ├── ModuleFailed                  a module could not do its job: the flow stops, the call
     │   │                             goes on; audited as "failed"
     │   ├── RecordingRefused          record_call could not start or change the recording
-    │   └── SlotUnavailable           park: the slot is outside the lot, taken, or the lot full
+    │   ├── SlotUnavailable           park: the slot is outside the lot, taken, or the lot full
+    │   ├── TtsError                  tts: no speech (features/tts/errors.py: text, voice,
+    │   │                             engine, synthesis, timeout)
+    │   └── PivotError                pivot: no usable next node (features/pivot/fetch.py:
+    │                                 unreachable, timeout, HTTP error, bad answer, too deep)
     └── MetaflowsError                what an API client sees: HTTP status + stable message
         ├── InvalidRequest            400
         ├── ValidationFailed          400, errors keyed by field path

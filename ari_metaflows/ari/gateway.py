@@ -293,7 +293,12 @@ class AriGateway:
     ) -> str:
         playback = self._json(
             await self._call(
-                "bridges", "play", bridgeId=bridge_id, media=media, lang=lang, playbackId=playback_id
+                "bridges",
+                "play",
+                bridgeId=bridge_id,
+                media=media,
+                lang=lang,
+                playbackId=playback_id,
             )
         )
         return str(playback.get("id", playback_id or ""))

@@ -75,9 +75,7 @@ async def until_played(
         async with asyncio.timeout(cap):
             states = [await future for future in started.finished]
     except TimeoutError:
-        logger.warning(
-            "call %s: %s still playing after %.0f s; going on", ctx.call_id, what, cap
-        )
+        logger.warning("call %s: %s still playing after %.0f s; going on", ctx.call_id, what, cap)
         return []
     if "failed" in states:
         raise ModuleFailed(f"{what}: Asterisk could not play the media")

@@ -12,11 +12,16 @@ from ..calls.feature import Feature, FeatureRegistry
 from ..recordings import RecordingJournal
 from .dialplan import DialplanFeature
 from .hold import HoldFeature
+from .hold_control import HoldControlFeature
 from .media import MediaFeature
 from .park import TIMEOUT_CONTEXT, ParkFeature, SlotRange, parse_slot_range
 from .pending import PendingFeature
+from .pivot import PivotFeature
 from .recording import RecordingFeature
+from .sound_touch import SoundTouchFeature
 from .transfer import TransferFeature
+from .tts import TtsFeature
+from .tts.media import SpeechMedia
 
 
 def build_registry(
@@ -24,6 +29,7 @@ def build_registry(
     recordings: RecordingJournal | None = None,
     park_slots: SlotRange | str = "701-720",
     park_timeout_context: str = TIMEOUT_CONTEXT,
+    speech: SpeechMedia | None = None,
 ) -> FeatureRegistry:
     """Every feature of this server, in the order their fields appear in a channel's view."""
     slots = parse_slot_range(park_slots) if isinstance(park_slots, str) else park_slots
@@ -34,6 +40,10 @@ def build_registry(
         HoldFeature(),
         ParkFeature(slots, park_timeout_context),
         TransferFeature(),
+        TtsFeature(speech),
+        PivotFeature(),
+        HoldControlFeature(),
+        SoundTouchFeature(),
         PendingFeature(),  # temporary: Kazoo modules with a schema but no runner yet
     ]
     return FeatureRegistry(features)

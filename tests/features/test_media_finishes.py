@@ -105,7 +105,8 @@ async def test_break_ends_the_wait_and_children_run(sim_service: Service) -> Non
     await alice.wait_hears("playback", "sound:beep", timeout=3)
     await outcome(sim_service, "play", "ok")
     story = heard(alice)[0]
-    assert story.media == "sound:long-story" and story.seconds < 10
+    assert story.media == "sound:long-story"
+    assert story.seconds < 10
 
 
 async def test_a_failed_playback_fails_the_flow_and_children_do_not_run(
@@ -126,7 +127,8 @@ async def test_a_failed_playback_fails_the_flow_and_children_do_not_run(
         await alice.press("*0", FAST)
         await outcome(sim_service, "play", "failed")
     assert "Asterisk could not play the media" in caplog.text
-    assert await alice.in_call() and await bob.in_call()  # the hangup child did not run
+    assert await alice.in_call()  # the hangup child did not run
+    assert await bob.in_call()
 
 
 async def test_the_wait_is_bounded(
