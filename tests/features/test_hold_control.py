@@ -9,7 +9,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from ari_metaflows.errors import ValidationFailed
-
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.testing.eventually import eventually
