@@ -24,15 +24,25 @@ import io
 import time
 import urllib.parse
 import wave
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import aiohttp
 
-if TYPE_CHECKING:
-    from .media import MediaSim
-    from .model import Playback
+from .model import Playback
+
+
+class MediaSim(Protocol):
+    """What of the simulator's media layer (``media.MediaSim``) a download drives; structural,
+    so this module imports nothing that imports it (no import circle)."""
+
+    def _later(self, delay: float, callback: Callable[[], None]) -> asyncio.TimerHandle: ...
+
+    def _next_media(self, playback: Playback) -> None: ...
+
+    def _finish_playback(self, playback: Playback, state: str) -> None: ...
+
 
 # Content-Type → format, as Asterisk's format modules register them (format_wav: wav, wav16).
 _FORMATS = {
