@@ -120,6 +120,13 @@ class Service:
             self.speech.signer.base_url = base
         return url
 
+    def start_speech_check(self) -> asyncio.Task[bool]:
+        """Load the speech engine once, in the background (``check_speech``)."""
+        assert self.speech is not None
+        task = asyncio.create_task(check_speech(self.speech), name="speech check")
+        self.lifecycle.push("speech check", lambda: _cancel(task))
+        return task
+
     async def close(self) -> None:
         await self.lifecycle.aclose()
 
@@ -256,8 +263,6 @@ async def open_service(
         )
         speech = SpeechMedia.from_settings(settings)
         lifecycle.push("speech engine", speech.cache.close)
-        checking = asyncio.create_task(check_speech(speech), name="speech check")
-        lifecycle.push("speech check", lambda: _cancel(checking))
         engine, ari = call_side(
             app=settings.ari_app,
             ari_url=settings.ari_url,
@@ -361,6 +366,7 @@ async def _start(settings: Settings, database_url: str) -> Service:
     try:
         url = await service.start_api(settings.api_listen)
         logger.info("REST API listening on %s/v2", url)
+        service.start_speech_check()
         service.start_ari()
     except BaseException as exc:
         await service.lifecycle.undo_after(exc)

@@ -159,3 +159,12 @@ async def test_a_language_espeak_does_not_know_is_a_failed_flow(
         await outcome(sim_service, "failed")
     assert "no voice for language 'qq-zz'" in caplog.text
     assert heard(alice) == []
+
+
+async def test_the_service_checks_its_engine_at_start(
+    sim_service: Service, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO):
+        assert await sim_service.app.start_speech_check() is True  # as serve starts it
+    assert "tts: espeak-ng" in caplog.text
+    assert "ready" in caplog.text
