@@ -28,7 +28,7 @@ from ari_metaflows.features.pivot.fetch import (
 NODE = {
     "module": "say",
     "data": {"text": "42", "type": "number"},
-    "children": {"_": {"module": "hangup"}},
+    "children": {"_": {"module": "hold_control"}},
 }
 CALL = PivotCallData(
     call_id="call-1",
@@ -114,9 +114,10 @@ async def test_get_sends_the_call_in_the_query_and_answers_the_node(
     answer = await fetch_pivot(session, pivot_server.url + "?tenant=t1", "GET", CALL)
     assert answer.status == 200
     assert answer.node["module"] == "say"
-    assert answer.node["data"]["leg"] == "both"  # defaults filled like a stored node
+    # Kazoo's defaults filled like a stored node
+    assert answer.node["children"]["_"]["data"] == {"action": "toggle"}
     node = answer.to_node()
-    assert node.children["_"].module == "hangup"
+    assert node.children["_"].module == "hold_control"
     [seen] = pivot_server.seen
     assert seen["method"] == "GET"
     assert seen["query"] == [["tenant", "t1"], *KAZOO_FIELDS]

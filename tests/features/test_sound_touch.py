@@ -30,9 +30,14 @@ def node(**data: Any) -> dict[str, Any]:
 
 
 async def pitch_of(api: TestClient[Any, Any], role: str) -> Any:
-    response = await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)
-    legs = (await response.json())["data"]
-    return next(leg["pitch_shift"] for leg in legs if leg["role"] == role)
+    async def legs() -> list[dict[str, Any]]:
+        response = await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)
+        found: list[dict[str, Any]] = (await response.json())["data"]
+        return found
+
+    # the callee's owner is looked up just after it answers: wait until it is listed
+    listed = await eventually(legs, lambda found: role in {leg["role"] for leg in found})
+    return next(leg["pitch_shift"] for leg in listed if leg["role"] == role)
 
 
 async def test_start_sets_pitch_shift_and_stop_resets(
