@@ -35,6 +35,8 @@ from .devices import DeviceDirectory, DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
 from .features.park import ParkFeature
+from .features.tts.errors import TtsError
+from .features.tts.media import SpeechMedia
 from .lifecycle import Lifecycle, StartupError
 from .metaflows.documents import use_modules
 from .metaflows.resolver import LISTENER_RETRY, MetaflowResolver
@@ -97,6 +99,7 @@ class Service:
     sides: dict[str, tuple[CallEngine, AriConnection]] = field(default_factory=dict)
     # In a cluster: name → the lease that gates its ARI connection.
     sessions: dict[str, LeasedSession] = field(default_factory=dict)
+    speech: SpeechMedia | None = None
 
     def start_ari(self) -> asyncio.Task[None]:
         """Connect to ARI (and keep reconnecting) until the service closes: to every Asterisk
@@ -134,7 +137,19 @@ class Service:
                 f"cannot listen on {listen} for the REST API: {reason.lower()}"
             ) from exc
         host, port = runner.addresses[0][:2]
-        return f"http://{host}:{port}"
+        url = f"http://{host}:{port}"
+        if self.speech is not None and self.settings.media_base_url is None:
+            # Asterisk fetches speech from this listener; port 0 is known only now.
+            base = Settings(api_listen=ListenAddress(str(host), int(port))).media_url_base
+            self.speech.signer.base_url = base
+        return url
+
+    def start_speech_check(self) -> asyncio.Task[bool]:
+        """Load the speech engine once, in the background (``check_speech``)."""
+        assert self.speech is not None
+        task = asyncio.create_task(check_speech(self.speech), name="speech check")
+        self.lifecycle.push("speech check", lambda: _cancel(task))
+        return task
 
     async def close(self) -> None:
         await self.lifecycle.aclose()
@@ -168,6 +183,7 @@ def call_side(
     audit: AuditTrail | None = None,
     devices: DeviceDirectory | None = None,
     asterisk: str = DEFAULT_ASTERISK,
+    speech: SpeechMedia | None = None,
 ) -> tuple[CallEngine, AriConnection]:
     """The call engine and the ARI connection that feeds it (their gauges go to ``metrics``;
     the unlabelled ones describe the first server only). ``devices`` goes to the features that
@@ -178,6 +194,7 @@ def call_side(
         park_slots=park_slots,
         park_timeout_context=park_timeout_context,
         devices=devices,
+        speech=speech,
     )
     use_modules(features.modules)
     engine = CallEngine(
@@ -287,6 +304,8 @@ async def open_service(
         metrics.gauge(
             "metaflows_recordings_pending", "recording rows not yet stored", lambda: journal.pending
         )
+        speech = SpeechMedia.from_settings(settings)
+        lifecycle.push("speech engine", speech.cache.close)
         devices = DeviceStore(db)
         sides: dict[str, tuple[CallEngine, AriConnection]] = {}
         for server in settings.asterisk_servers:
@@ -306,6 +325,7 @@ async def open_service(
                 audit=audit,
                 asterisk=server.name,
                 devices=DeviceDirectory(devices),
+                speech=speech,
             )
             sides[server.name] = side
             several = len(settings.asterisk_servers) > 1
@@ -340,6 +360,7 @@ async def open_service(
             devices=devices,
             cors_origin=settings.cors_origin,
             calls=directory,
+            speech=speech,
         )
     except BaseException as exc:
         await lifecycle.undo_after(exc)
@@ -359,7 +380,25 @@ async def open_service(
         lifecycle,
         sides,
         sessions,
+        speech,
     )
+
+
+async def check_speech(speech: SpeechMedia) -> bool:
+    """Load the speech engine once, in a child process, so that a missing engine is a clear
+    line at start rather than a surprise at the first tts (which then fails with the reason)."""
+    try:
+        info = await speech.cache.check()
+    except TtsError as exc:
+        logger.error("tts: no speech on this server (tts flows will fail): %s", exc)
+        return False
+    logger.info("tts: %s %s ready", info.name, info.version)
+    return True
+
+
+async def _cancel(task: asyncio.Task[bool]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 def _held(session: LeasedSession) -> float:
@@ -474,6 +513,7 @@ async def _start(settings: Settings, database_url: str) -> Service:
     try:
         url = await service.start_api(settings.api_listen)
         logger.info("REST API listening on %s/v2", url)
+        service.start_speech_check()
         service.start_ari()
     except BaseException as exc:
         await service.lifecycle.undo_after(exc)

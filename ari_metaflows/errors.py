@@ -10,7 +10,11 @@
     │   │                             goes on; audited as "failed"
     │   ├── RecordingRefused          record_call could not start or change the recording
     │   ├── SlotUnavailable           park: the slot is outside the lot, taken, or the lot full
-    │   └── TargetRefused             intercept/move: no such device or user, or none to ring
+    │   ├── TargetRefused             intercept/move: no such device or user, or none to ring
+    │   ├── TtsError                  tts: no speech (features/tts/errors.py: text, voice,
+    │   │                             engine, synthesis, timeout)
+    │   └── PivotError                pivot: no usable next node (features/pivot/fetch.py:
+    │                                 unreachable, timeout, HTTP error, bad answer, too deep)
     └── MetaflowsError                what an API client sees: HTTP status + stable message
         ├── InvalidRequest            400
         ├── ValidationFailed          400, errors keyed by field path

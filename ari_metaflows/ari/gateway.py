@@ -233,11 +233,24 @@ class AriGateway:
         value = self._json(result).get("value")
         return value if isinstance(value, str) else None
 
-    async def play_on_channel(self, channel_id: str, media: str, lang: str | None = None) -> str:
+    async def play_on_channel(
+        self, channel_id: str, media: str, lang: str | None = None, playback_id: str | None = None
+    ) -> str:
         playback = self._json(
-            await self._call("channels", "play", channelId=channel_id, media=media, lang=lang)
+            await self._call(
+                "channels",
+                "play",
+                channelId=channel_id,
+                media=media,
+                lang=lang,
+                playbackId=playback_id,
+            )
         )
-        return str(playback.get("id", ""))
+        return str(playback.get("id", playback_id or ""))
+
+    async def hold(self, channel_id: str, on: bool) -> None:
+        """Indicate hold (or unhold) to the channel's device (``POST/DELETE …/hold``)."""
+        await self._call("channels", "hold" if on else "unhold", channelId=channel_id)
 
     async def mute(self, channel_id: str, direction: str, muted: bool) -> None:
         """Mute ``in`` (what the channel sends), ``out`` (what it hears) or ``both``."""
@@ -275,11 +288,20 @@ class AriGateway:
         with contextlib.suppress(Gone):
             await self._call("bridges", "destroy", bridgeId=bridge_id)
 
-    async def play_on_bridge(self, bridge_id: str, media: str, lang: str | None = None) -> str:
+    async def play_on_bridge(
+        self, bridge_id: str, media: str, lang: str | None = None, playback_id: str | None = None
+    ) -> str:
         playback = self._json(
-            await self._call("bridges", "play", bridgeId=bridge_id, media=media, lang=lang)
+            await self._call(
+                "bridges",
+                "play",
+                bridgeId=bridge_id,
+                media=media,
+                lang=lang,
+                playbackId=playback_id,
+            )
         )
-        return str(playback.get("id", ""))
+        return str(playback.get("id", playback_id or ""))
 
     async def start_bridge_moh(self, bridge_id: str, moh_class: str | None = None) -> None:
         await self._call("bridges", "startMoh", bridgeId=bridge_id, mohClass=moh_class)

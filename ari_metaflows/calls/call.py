@@ -446,6 +446,7 @@ class Call:
         if leg is None or leg.gone:
             return
         leg.gone = True
+        self.playbacks.target_gone(role)
         if self.phase is DIALING and role == CALLEE:
             await self._fail(_CAUSE_STATUS.get(cause or 0, "CHANUNAVAIL"))
             return
@@ -615,7 +616,8 @@ class Call:
                 self.bridge_id = None
         else:
             if kind == "PlaybackFinished":
-                self.playbacks.finished(str((event.get("playback") or {}).get("id", "")))
+                playback = event.get("playback") or {}
+                self.playbacks.finished(str(playback.get("id", "")), str(playback.get("state")))
             for feature in self.engine.features.by_event.get(str(kind), ()):
                 await feature.on_event(self, event)
 

@@ -16,6 +16,7 @@ Where a feature's code runs:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -39,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 EXTENSION_RE = re.compile(r"^[A-Za-z0-9*#+_-]{1,64}$")
 NO_MATCH = "no_match"  # Kazoo's capture sentinel: "the code captured nothing"
+# A runner returns this to end its flow: the node's children do not run (pivot: the fetched
+# node is the rest of the flow).
+END_OF_FLOW = "\x00end-of-flow"
 _SCHEMES = ("sound:", "recording:", "tone:", "digits:", "number:", "characters:")
 
 # Cross-field rules a property schema cannot express: (field, keyword, message) per problem.
@@ -48,17 +52,36 @@ ExtraCheck = Callable[[Mapping[str, Any]], list[tuple[str, str, str]]]
 @dataclass
 class Playbacks:
     """Playbacks started on a call, by target (a role, or "bridge"). A flow records the
-    playback it started right after the request returns; the call's task forgets it on
-    PlaybackFinished. Plain synchronous bookkeeping, so it needs no round trip."""
+    playback it starts before the request goes out (with an id of its own, so the
+    PlaybackFinished that may beat the answer is not missed); the call's task settles it on
+    PlaybackFinished, and when its leg goes. Plain synchronous bookkeeping, so it needs no
+    round trip. ``expect`` answers a future of the playback's final state ("done", "failed",
+    or "gone" when its leg left): what ``play``, ``say`` and ``tts`` wait for."""
 
     by_id: dict[str, str] = field(default_factory=dict)
+    waiting: dict[str, asyncio.Future[str]] = field(default_factory=dict)
 
     def started(self, playback_id: str, target: str) -> None:
         if playback_id:
             self.by_id[playback_id] = target
 
-    def finished(self, playback_id: str) -> None:
+    def expect(self, playback_id: str, target: str) -> asyncio.Future[str]:
+        """Record a playback about to be requested under ``playback_id``."""
+        self.by_id[playback_id] = target
+        future: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self.waiting[playback_id] = future
+        return future
+
+    def finished(self, playback_id: str, state: str = "done") -> None:
         self.by_id.pop(playback_id, None)
+        future = self.waiting.pop(playback_id, None)
+        if future is not None and not future.done():
+            future.set_result(state)
+
+    def target_gone(self, target: str) -> None:
+        """``target``'s leg left: its playbacks are over."""
+        for playback_id in self.on({target}):
+            self.finished(playback_id, "gone")
 
     def on(self, targets: set[str]) -> list[str]:
         return [pid for pid, target in self.by_id.items() if target in targets]
@@ -392,6 +415,8 @@ async def run_flow(
             steps.append((current.module, "error"))
             return steps
         steps.append((current.module, "ok"))
+        if branch == END_OF_FLOW:
+            return steps
         children = current.children
         current = children.get(branch) if branch else None
         if current is None:

@@ -13,12 +13,16 @@ from ..devices import DeviceDirectory
 from ..recordings import RecordingJournal
 from .dialplan import DialplanFeature
 from .hold import HoldFeature
+from .hold_control import HoldControlFeature
 from .media import MediaFeature
 from .park import TIMEOUT_CONTEXT, ParkFeature, SlotRange, parse_slot_range
-from .pending import PendingFeature
+from .pivot import PivotFeature
 from .recording import RecordingFeature
+from .sound_touch import SoundTouchFeature
 from .takeover import TakeoverFeature
 from .transfer import TransferFeature
+from .tts import TtsFeature
+from .tts.media import SpeechMedia
 
 
 def build_registry(
@@ -27,6 +31,7 @@ def build_registry(
     park_slots: SlotRange | str = "701-720",
     park_timeout_context: str = TIMEOUT_CONTEXT,
     devices: DeviceDirectory | None = None,
+    speech: SpeechMedia | None = None,
 ) -> FeatureRegistry:
     """Every feature of this server, in the order their fields appear in a channel's view.
     Without ``devices`` (no database), intercept and move fail with a clear reason."""
@@ -39,7 +44,10 @@ def build_registry(
         ParkFeature(slots, park_timeout_context),
         TransferFeature(),
         TakeoverFeature(devices),
-        PendingFeature(),  # temporary: Kazoo modules with a schema but no runner yet
+        TtsFeature(speech),
+        PivotFeature(),
+        HoldControlFeature(),
+        SoundTouchFeature(),
     ]
     return FeatureRegistry(features)
 

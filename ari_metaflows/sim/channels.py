@@ -390,6 +390,8 @@ class ChannelsSim(BridgesSim):
         self._touch()
 
     def set_variable(self, channel: Channel, name: str, value: str) -> None:
+        if name.upper().startswith("PITCH_SHIFT(") and not _pitch_shift_ok(name, value):
+            raise SimError(400, "Failed to execute function")  # func_pitchshift refused it
         channel.variables[name] = value
         self._channel_event(channel, "ChannelVarset", variable=name, value=value)
         self._touch()
@@ -400,9 +402,35 @@ class ChannelsSim(BridgesSim):
         return channel.variables[name]
 
     def hold(self, channel: Channel, on: bool) -> None:
+        """ARI's hold: ``ast_indicate(HOLD)`` towards the channel's device. chan_pjsip then
+        plays the default music on hold to it (or, with ``moh_passthrough``, re-INVITEs the
+        phone on hold). No ChannelHold/ChannelUnhold: Asterisk publishes those only for a hold
+        a device asks for (``ast_queue_hold``, a bridged channel's hold frame)."""
         channel.held = on
+        self._touch()
+
+    def phone_holds(self, channel: Channel, on: bool, moh_class: str | None = None) -> None:
+        """The person presses hold on the phone (a re-INVITE): Asterisk reports it."""
         if on:
-            self._channel_event(channel, "ChannelHold")
+            fields = {"musicclass": moh_class} if moh_class else {}
+            self._channel_event(channel, "ChannelHold", **fields)
         else:
             self._channel_event(channel, "ChannelUnhold")
         self._touch()
+
+
+_PITCH_WORDS = ("highest", "higher", "high", "low", "lower", "lowest")
+
+
+def _pitch_shift_ok(name: str, value: str) -> bool:
+    """What func_pitchshift.c accepts: rx, tx or both; a word, or 0 < amount <= 4."""
+    direction = name[len("PITCH_SHIFT(") :].rstrip(")").lower()
+    if direction not in ("rx", "tx", "both"):
+        return False
+    if value.lower() in _PITCH_WORDS:
+        return True
+    try:
+        amount = float(value)
+    except ValueError:
+        return False
+    return 0 < amount <= 4

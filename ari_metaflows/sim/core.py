@@ -81,6 +81,8 @@ class SimulatedAsterisk(DialplanSim):
             return ("playback", media)
         if channel.moh_class is not None:
             return ("moh", channel.moh_class)
+        if channel.held:  # chan_pjsip plays the default class to a held channel
+            return ("moh", "default")
         if channel.ringing and channel.state != "Up":
             return ("ringing", "")
         bridge = channel.bridge

@@ -7,7 +7,15 @@ import uuid
 
 from .base import SimError
 from .faults import FaultsSim
-from .model import RECORDING_FORMATS, Bridge, Channel, LiveRecording, Playback, StoredRecording
+from .model import (
+    RECORDING_FORMATS,
+    Bridge,
+    Channel,
+    HeardMedia,
+    LiveRecording,
+    Playback,
+    StoredRecording,
+)
 from .remote_media import remote_url
 
 MEDIA_SCHEMES = ("sound", "recording", "number", "digits", "characters", "tone")
@@ -65,6 +73,7 @@ class MediaSim(FaultsSim):
         if url is not None:  # Asterisk downloads it first (remote_media.py)
             self.remote_media.play(self, playback, url)
             return
+        playback.sounding_since = time.monotonic()
         playback.timer = self._later(
             self._media_duration(playback.media_uri), lambda: self._next_media(playback)
         )
@@ -73,6 +82,7 @@ class MediaSim(FaultsSim):
         if playback.state not in ("playing", "continuing"):
             return
         if playback.index + 1 < len(playback.media):
+            self._heard(playback, "continuing")
             playback.index += 1
             playback.state = "continuing"
             self._emit(
@@ -88,6 +98,7 @@ class MediaSim(FaultsSim):
             return
         if playback.timer is not None:
             playback.timer.cancel()
+        self._heard(playback, state)
         playback.state = state
         queue = playback.target.playbacks
         was_first = bool(queue) and queue[0] is playback
@@ -101,6 +112,18 @@ class MediaSim(FaultsSim):
         if isinstance(playback.target, Bridge):
             self._record_heard(playback.target)
         self._touch()
+
+    def _heard(self, playback: Playback, state: str) -> None:
+        """The phones that heard the current media of ``playback`` note it, and for how long."""
+        since, playback.sounding_since = playback.sounding_since, None
+        if since is None:
+            return
+        target = playback.target
+        listeners = target.channels if isinstance(target, Bridge) else [target]
+        heard = HeardMedia(playback.media_uri, time.monotonic() - since, state)
+        for channel in listeners:
+            if channel.phone is not None and "out" not in channel.muted:
+                channel.phone.heard_media.append(heard)
 
     def stop_playback(self, playback_id: str) -> None:
         playback = self.playbacks.get(playback_id)

@@ -90,6 +90,15 @@ class DialplanLocation:
         }
 
 
+@dataclass(frozen=True)
+class HeardMedia:
+    """A medium a phone heard: its URI, for how long (s) and how its playback ended."""
+
+    media: str
+    seconds: float
+    state: str  # "done" (played out or stopped), "failed", "continuing" (the next one followed)
+
+
 @dataclass(eq=False)
 class Phone:
     """A SIP endpoint with a person behind it, driven by the test."""
@@ -105,6 +114,7 @@ class Phone:
     ring_first: bool = True  # False: answers without a 180 (as sipp's UAS does)
     channels: list[Channel] = field(default_factory=list)
     heard_dtmf: list[str] = field(default_factory=list)
+    heard_media: list[HeardMedia] = field(default_factory=list)  # playbacks, as they ended
 
     @property
     def ringing_channels(self) -> list[Channel]:
@@ -240,6 +250,7 @@ class Playback:
     state: str = "queued"
     index: int = 0
     timer: asyncio.TimerHandle | None = None
+    sounding_since: float | None = None  # monotonic time the current media began to sound
 
     @property
     def media_uri(self) -> str:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .core import SimError, SimulatedAsterisk
-from .model import Channel, Phone
+from .model import Channel, HeardMedia, Phone
 from .server import AriServer
 
 
@@ -49,6 +49,11 @@ class SimPhone:
     @property
     def heard_dtmf(self) -> str:
         return "".join(self.phone.heard_dtmf)
+
+    @property
+    def heard_media(self) -> list[HeardMedia]:
+        """Each playback this phone heard (media, seconds, final state), oldest first."""
+        return list(self.phone.heard_media)
 
     def call(self, exten: str, context: str = "default") -> Channel:
         return self._sim.place_call(self.phone, exten, context)

@@ -176,6 +176,7 @@ class RemoteMedia:
         if playback.state != "playing" or playback.index != index:
             return  # stopped, or its channel went, while downloading
         if seconds is not None:
+            playback.sounding_since = time.monotonic()
             playback.timer = core._later(seconds, lambda: core._next_media(playback))
         elif playback.index + 1 < len(playback.media):
             core._next_media(playback)

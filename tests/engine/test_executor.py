@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, cast
 
 from ari_metaflows.ari.gateway import AriGateway, Gone
@@ -18,16 +19,27 @@ class RecordingGateway:
     def __init__(self, gone: set[str] | None = None) -> None:
         self.requests: list[tuple[str, Any]] = []
         self.gone = gone or set()
+        self.playbacks = Playbacks()  # as the call's ledger: PlaybackFinished settles it
 
-    async def play_on_bridge(self, bridge_id: str, media: str, lang: str | None = None) -> str:
+    def _played(self, playback_id: str | None) -> str:
+        """Asterisk plays it out and reports PlaybackFinished right after the answer."""
+        played = playback_id or f"pb-{len(self.requests)}"
+        asyncio.get_running_loop().call_soon(self.playbacks.finished, played, "done")
+        return played
+
+    async def play_on_bridge(
+        self, bridge_id: str, media: str, lang: str | None = None, playback_id: str | None = None
+    ) -> str:
         self.requests.append(("play_on_bridge", media))
-        return f"pb-{len(self.requests)}"
+        return self._played(playback_id)
 
-    async def play_on_channel(self, channel_id: str, media: str, lang: str | None = None) -> str:
+    async def play_on_channel(
+        self, channel_id: str, media: str, lang: str | None = None, playback_id: str | None = None
+    ) -> str:
         if channel_id in self.gone:
             raise Gone(404, "Channel not found")
         self.requests.append(("play_on_channel", (channel_id, media, lang)))
-        return f"pb-{len(self.requests)}"
+        return self._played(playback_id)
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
         self.requests.append(("hangup", channel_id))
@@ -44,7 +56,7 @@ def context(gateway: RecordingGateway, **data: Any) -> ModuleContext:
         channels={"caller": "ch-a", "callee": "ch-b"},
         bridge_id="br-1",
         data={"dtmf_leg": "caller", "collected": "21234", "captures": ["1234"], **data},
-        playbacks=Playbacks(),
+        playbacks=gateway.playbacks,
     )
 
 

@@ -19,6 +19,7 @@ from ari_metaflows.errors import DatastoreUnavailable
 from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.resolver import LegIdentity, MetaflowResolver
 from ari_metaflows.metaflows.store import MetaflowStore, Owner
+from ari_metaflows.testing.eventually import eventually
 from ari_metaflows.testing.scenario import Driver
 
 from ..helpers.engine_service import (
@@ -100,7 +101,8 @@ async def test_calls_and_the_api_through_a_database_outage(
                 answer = await response.json()
                 assert response.status == 503, (method, path)
                 assert answer["status"] == "error"
-            assert service.audit.pending >= 1  # the *9 waits for the database
+            # the *9 (its beep played out) waits for the database
+            await eventually(lambda: service.audit.pending, lambda pending: pending >= 1)
 
             await proxy.restore()
             assert await service.audit.flush(timeout=10)

@@ -28,7 +28,7 @@ from ari_metaflows.features.pivot.fetch import (
 NODE = {
     "module": "say",
     "data": {"text": "42", "type": "number"},
-    "children": {"_": {"module": "hangup"}},
+    "children": {"_": {"module": "hold_control"}},
 }
 CALL = PivotCallData(
     call_id="call-1",
@@ -117,7 +117,7 @@ async def test_get_sends_the_call_in_the_query_and_answers_the_node(
     # Defaults filled like a stored node: a node's data defaults to {}.
     assert answer.node["children"]["_"] == {"module": "hangup", "data": {}}
     node = answer.to_node()
-    assert node.children["_"].module == "hangup"
+    assert node.children["_"].module == "hold_control"
     [seen] = pivot_server.seen
     assert seen["method"] == "GET"
     assert seen["query"] == [["tenant", "t1"], *KAZOO_FIELDS]

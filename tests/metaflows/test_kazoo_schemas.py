@@ -61,6 +61,9 @@ EXPECTED_DIFFERENCES: dict[str, str] = {
     "refused at save",
     "sound_touch.tempo=*": "Asterisk's PITCH_SHIFT() changes pitch only: tempo other than 1.0 is "
     "refused at save",
+    "sound_touch.hook_dtmf=true": "Asterisk has no DTMF control of PITCH_SHIFT(): refused at save",
+    "sound_touch.pitch=7": "Asterisk's PITCH_SHIFT() shifts by at most 4 (pitch x 2^octaves x "
+    "2^(semitones/12)): a larger factor is refused at save",
     'pivot.req_format="twiml"': "the pivot answer must be a metaflow node (JSON); twiml is refused",
     'tts.leg="abc"': "leg is self, peer or both everywhere (Kazoo: any string for tts)",
     'tts.leg=""': "leg is self, peer or both everywhere (Kazoo: any string for tts)",

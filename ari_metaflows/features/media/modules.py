@@ -1,5 +1,8 @@
 """``play``, ``say``, ``break`` and ``audio_level``: media on the call's legs and bridge.
 
+``play`` and ``say`` finish when their media has (``calls.playing``), so children run after
+it; ``break`` stops what plays on the presser's leg and on the bridge, which ends those waits.
+
 ``audio_level``: louder or softer (Asterisk's ``VOLUME()``), mute at -4; ``stop`` restores.
 ``mode`` ``write`` changes what the leg hears (``VOLUME(TX)``, mute direction ``out``), ``read``
 what it sends (``VOLUME(RX)``, direction ``in``). Levels map to Asterisk gains: 1…4 multiply by
@@ -9,6 +12,7 @@ what it sends (``VOLUME(RX)``, direction ``in``). Levels map to Asterisk gains: 
 from __future__ import annotations
 
 from ...calls.feature import ModuleContext, media_uri
+from ...calls.playing import play_to, until_played
 from ...errors import AriError, AriUnavailable, ModuleFailed
 from .schemas import (
     LEVEL,
@@ -33,25 +37,13 @@ _SAY_SCHEMES = {
 _PLAY_LEG = PLAY["properties"]["leg"]["default"]
 
 
-async def play_to(ctx: ModuleContext, media: str, leg: str, lang: str | None = None) -> None:
-    """Play to the bridge (everyone) for ``both``, else to each chosen leg."""
-    if leg == "both" and ctx.bridge_id is not None:
-        playback = await ctx.gateway.play_on_bridge(ctx.bridge_id, media, lang)
-        ctx.playbacks.started(playback, "bridge")
-        return
-    roles = ctx.roles(leg)
-    if not roles:
-        raise ModuleFailed(f"no {leg} leg to play to")
-    for role in roles:
-        playback = await ctx.gateway.play_on_channel(ctx.channels[role], media, lang)
-        ctx.playbacks.started(playback, role)
-
-
 async def play(ctx: ModuleContext) -> str | None:
     media_id = ctx.data.get("id")
     if not isinstance(media_id, str) or not media_id:
         raise ModuleFailed("play needs an id")
-    await play_to(ctx, media_uri(media_id), str(ctx.data.get("leg", _PLAY_LEG)))
+    media = media_uri(media_id)
+    started = await play_to(ctx, media, str(ctx.data.get("leg", _PLAY_LEG)))
+    await until_played(ctx, started, f"play {media}")
     return None
 
 
@@ -70,12 +62,14 @@ async def say(ctx: ModuleContext) -> str | None:
     if scheme is None:
         raise ModuleFailed(f"say type {kind} cannot be said with Asterisk's media; use tts")
     language = ctx.data.get("language")
-    await play_to(
+    media = f"{scheme}:{text}"
+    started = await play_to(
         ctx,
-        f"{scheme}:{text}",
+        media,
         str(ctx.data.get("leg", SAY_LEG)),
         language if isinstance(language, str) else None,
     )
+    await until_played(ctx, started, f"say {media}")
     return None
 
 

@@ -10,14 +10,17 @@ them in the query string (after any query the URL has); ``POST`` sends them as a
 
 The answer must come within ``timeout`` seconds, be at most ``max_bytes`` long, be JSON (by
 Content-Type, when one is given) and be one metaflow node valid like a stored one. Each way it
-can fail is its own error, whose message becomes the flow's audit outcome:
+can fail is its own error, a ``ModuleFailed`` (the one error tree, ``ari_metaflows/errors.py``):
+the flow ends ``failed`` and the message, logged with the call id, says why:
 
-    PivotError
-    ├── PivotUnreachable    connection refused, DNS failure, bad URL
-    ├── PivotTimeout        no whole answer within the timeout
-    ├── PivotHttpError      a status other than 2xx (``status`` attribute)
-    └── PivotBadAnswer      wrong Content-Type, too large, not JSON
-        └── PivotInvalidNode    JSON, but not a valid metaflow node (``errors`` attribute)
+    ModuleFailed
+    └── PivotError
+        ├── PivotUnreachable    connection refused, DNS failure, bad URL
+        ├── PivotTimeout        no whole answer within the timeout
+        ├── PivotHttpError      a status other than 2xx (``status`` attribute)
+        ├── PivotBadAnswer      wrong Content-Type, too large, not JSON
+        │   └── PivotInvalidNode    JSON, but not a valid metaflow node (``errors`` attribute)
+        └── PivotTooDeep        pivots answering pivots, more than ``MAX_DEPTH`` deep
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 
 import aiohttp
 
-from ...errors import ValidationFailed
+from ...errors import ModuleFailed, ValidationFailed
 from ...metaflows.documents import Node, validate_node
 
 DEFAULT_TIMEOUT = 5.0
@@ -39,7 +42,7 @@ MAX_ANSWER_BYTES = 64 * 1024
 _JSON_TYPES = ("application/json", "text/json", "text/plain", "application/octet-stream")
 
 
-class PivotError(Exception):
+class PivotError(ModuleFailed):
     """The pivot gave no usable node; ``str()`` is the reason for the audit trail."""
 
 
@@ -65,6 +68,10 @@ class PivotInvalidNode(PivotBadAnswer):
     def __init__(self, errors: Mapping[str, Any], message: str) -> None:
         super().__init__(message)
         self.errors = dict(errors)
+
+
+class PivotTooDeep(PivotError):
+    pass
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """Data schemas of ``intercept`` and ``move`` and their run-time defaults.
 
-Kazoo's ``metaflows.intercept`` and ``metaflows.move`` schemas, field for field (moved verbatim
-from the temporary ``features/pending``). Only Kazoo's defaults are stored; the ring time is a
-run-time constant.
+Kazoo's ``metaflows.intercept`` and ``metaflows.move`` schemas, field for field. Only Kazoo's
+defaults are stored; the ring time is a run-time constant.
 """
 
 from __future__ import annotations

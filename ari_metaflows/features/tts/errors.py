@@ -1,18 +1,22 @@
-"""Why speech could not be had. The tts module turns each into a ``failed`` outcome whose reason
-is ``str(error)``; none of them ever ends the call or the service.
+"""Why speech could not be had: ``ModuleFailed`` subclasses (the one error tree,
+``ari_metaflows/errors.py``), so a tts flow ends ``failed`` with ``str(error)`` as the reason
+in the log; none of them ever ends the call or the service.
 
-    TtsError
-    ├── TextRejected        empty text, or longer than the cap
-    ├── VoiceUnavailable    no eSpeak NG voice for the language, or an unknown Kazoo voice
-    ├── EngineUnavailable   eSpeak NG cannot be loaded (package, library or data missing)
-    └── SynthesisFailed     the synthesizer crashed, was killed or wrote no usable WAV
-        └── SynthesisTimeout    it took longer than the limit and was killed
+    ModuleFailed
+    └── TtsError
+        ├── TextRejected        empty text, or longer than the cap
+        ├── VoiceUnavailable    no eSpeak NG voice for the language, or an unknown Kazoo voice
+        ├── EngineUnavailable   eSpeak NG cannot be loaded (package, library or data missing)
+        └── SynthesisFailed     the synthesizer crashed, was killed or wrote no usable WAV
+            └── SynthesisTimeout    it took longer than the limit and was killed
 """
 
 from __future__ import annotations
 
+from ...errors import ModuleFailed
 
-class TtsError(Exception):
+
+class TtsError(ModuleFailed):
     """Speech could not be produced; ``str()`` is the reason for the audit trail."""
 
 
