@@ -16,6 +16,7 @@ from .context import CONTEXT, OFFLOAD
 from .offload import INLINE_BODY_BYTES
 
 ID_RE = re.compile(r"^[A-Za-z0-9_@+.-]{1,128}$")
+REVISION_RE = re.compile(r"^[!-~]{1,200}$")
 
 
 def path_id(request: web.Request, name: str) -> str:
@@ -100,6 +101,7 @@ def if_match(request: web.Request) -> str | None:
     if value is None:
         return None
     revision = normalise_revision(value)
-    if not revision or len(revision) > 200:
+    # Revisions are printable ASCII; anything else (undecodable bytes) never reaches the store.
+    if not revision or not REVISION_RE.match(revision):
         raise InvalidRequest("If-Match must carry a document revision")
     return revision

@@ -71,6 +71,22 @@ async def test_bad_body_is_a_400_and_stores_nothing(client: Client, path: str, b
     assert (await after.json())["data"] == before
 
 
+@pytest.mark.parametrize("revision", ["\u00c2\u0092", "\u00a9\u00ef", "a b", "x" * 201])
+async def test_an_if_match_that_is_no_revision_is_a_400_and_changes_nothing(
+    client: Client, revision: str
+) -> None:
+    """Found by schemathesis: non-ASCII bytes in If-Match reached the database (a 500)."""
+    path = "/v2/accounts/acc1/metaflows"
+    before = (await (await client.post(path, json={"data": SEED}, headers=ADMIN)).json())["data"]
+    for method in ("POST", "DELETE"):
+        response = await client.request(
+            method, path, json={"data": {}}, headers={**ADMIN, "If-Match": revision}
+        )
+        assert response.status == 400, await response.text()
+    after = await client.get(path, headers=ADMIN)
+    assert (await after.json())["data"] == before
+
+
 async def test_channels_and_parking_bodies_are_checked_the_same_way(client: Client) -> None:
     for method, path in [
         ("POST", "/v2/accounts/acc1/channels/c1"),

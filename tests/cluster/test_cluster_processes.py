@@ -326,7 +326,8 @@ async def test_a_stalled_owner_gives_503_not_a_hang_then_lets_go(cluster: Cluste
         took = time.monotonic() - started
         print(f"stalled owner answered for in {took:.2f} s: {status}")
         assert status == 503, body
-        assert body["message"] == "asterisk unavailable"
+        assert body["message"] == "asterisk_unreachable"  # the error id (crossbar style)
+        assert body["data"]["message"].startswith("asterisk unavailable"), body
         assert took < 4.0
         # i2 takes both servers over; i1, woken, finds its lease gone and stays off ARI.
         await eventually(
