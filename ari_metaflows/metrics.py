@@ -47,6 +47,9 @@ class Metrics:
     codes: dict[tuple[str, str], int] = field(default_factory=dict)  # (module, outcome)
     api_requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (method, status)
     dispatch: Histogram = field(default_factory=lambda: Histogram(DISPATCH_BUCKETS))
+    # From the decision to relay a digit (its event handled, or its code given up) to the
+    # relay request leaving for Asterisk (SPEC §5.6).
+    relay: Histogram = field(default_factory=lambda: Histogram(DISPATCH_BUCKETS))
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
 
     def code(self, module: str, outcome: str) -> None:
@@ -89,21 +92,33 @@ class Metrics:
         for (method, status), count in sorted(self.api_requests.items()):
             labels = _labels((("method", method), ("status", str(status))))
             out.append(f"metaflows_api_requests_total{labels} {count}")
-        name = "metaflows_dispatch_seconds"
-        _family(out, name, "histogram", "from a code's match to its action's first ARI request")
-        cumulative = 0
-        for bound, count in zip(
-            (*self.dispatch.buckets, math.inf), self.dispatch.counts, strict=True
-        ):
-            cumulative += count
-            le = "+Inf" if bound == math.inf else repr(bound)
-            out.append(f'{name}_bucket{{le="{le}"}} {cumulative}')
-        out.append(f"{name}_sum {self.dispatch.total!r}")
-        out.append(f"{name}_count {self.dispatch.samples}")
+        _histogram(
+            out,
+            "metaflows_dispatch_seconds",
+            "from a code's match to its action's first ARI request",
+            self.dispatch,
+        )
+        _histogram(
+            out,
+            "metaflows_dtmf_relay_seconds",
+            "from a digit's event (or its code given up) to its relay request",
+            self.relay,
+        )
         for gauge_name, (help_text, read) in sorted(self.gauges.items()):
             _family(out, gauge_name, "gauge", help_text)
             out.append(f"{gauge_name} {_number(read())}")
         return "\n".join(out) + "\n"
+
+
+def _histogram(out: list[str], name: str, help_text: str, histogram: Histogram) -> None:
+    _family(out, name, "histogram", help_text)
+    cumulative = 0
+    for bound, count in zip((*histogram.buckets, math.inf), histogram.counts, strict=True):
+        cumulative += count
+        le = "+Inf" if bound == math.inf else repr(bound)
+        out.append(f'{name}_bucket{{le="{le}"}} {cumulative}')
+    out.append(f"{name}_sum {histogram.total!r}")
+    out.append(f"{name}_count {histogram.samples}")
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str) -> None:

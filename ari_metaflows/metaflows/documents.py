@@ -34,6 +34,12 @@ TOP_LEVEL_SCHEMA: Schema = {
         # Kazoo's bounds (0, no maximum): 0 evaluates after every digit.
         "digit_timeout": {"type": "integer", "minimum": 0},
         "listen_on": {"type": "string", "enum": ["self", "peer", "both"]},
+        # No "default" keyword: a filled-in false would override a lower level's true.
+        "dtmf_passthrough": {
+            "type": "boolean",
+            "description": "default false: digits that may start a code are held back and "
+            "the rest relayed (SPEC §5.6); true: every digit also reaches the other party",
+        },
     },
 }
 # Kazoo modules that need parts this server lacks (a speech engine, a device directory, ...).
@@ -246,13 +252,14 @@ class EffectiveMetaflows:
     listen_on: str
     numbers: Mapping[str, Node]
     patterns: tuple[Pattern, ...]
+    dtmf_passthrough: bool = False  # SPEC §5.6: nothing held back, nothing relayed
 
     @property
     def is_empty(self) -> bool:
         return not self.numbers and not self.patterns
 
 
-_SCALARS = ("binding_digit", "digit_timeout", "listen_on")
+_SCALARS = ("binding_digit", "digit_timeout", "listen_on", "dtmf_passthrough")
 
 
 def merge_documents(levels: list[Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -290,4 +297,5 @@ def effective_metaflows(levels: list[Mapping[str, Any] | None]) -> EffectiveMeta
             Pattern(key, regex.compile(key), Node.from_json(node))
             for key, node in merged["patterns"].items()
         ),
+        dtmf_passthrough=merged.get("dtmf_passthrough", False) is True,
     )
