@@ -43,6 +43,7 @@ class Metrics:
 
     dtmf_events: int = 0
     dtmf_handled: int = 0  # digits that reached a call task (and its collectors)
+    relay_requests: int = 0  # POST /channels/{id}/dtmf sent to relay absorbed digits
     ari_events: int = 0
     codes: dict[tuple[str, str], int] = field(default_factory=dict)  # (module, outcome)
     api_requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (method, status)
@@ -72,6 +73,8 @@ class Metrics:
         out.append(f"metaflows_dtmf_events_total {self.dtmf_events}")
         _family(out, "metaflows_dtmf_handled_total", "counter", "DTMF digits handled by calls")
         out.append(f"metaflows_dtmf_handled_total {self.dtmf_handled}")
+        _family(out, "metaflows_dtmf_relay_requests_total", "counter", "DTMF relay requests")
+        out.append(f"metaflows_dtmf_relay_requests_total {self.relay_requests}")
         _family(
             out,
             "metaflows_codes_total",

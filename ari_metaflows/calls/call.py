@@ -625,9 +625,7 @@ class Call:
             return
         relay = self.relay
         if relay is None:
-            relay = self.relay = Relay(
-                self.id, lambda: self.engine.gateway, self.engine.metrics.relay
-            )
+            relay = self.relay = Relay(self.id, lambda: self.engine.gateway, self.engine.metrics)
         when = time.perf_counter() if since is None else since
         for digit, duration_ms in digits:
             for leg in hearers:

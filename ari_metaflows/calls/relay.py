@@ -5,7 +5,9 @@ decides, digit by digit, what the other members should hear and hands it to ``Re
 Each receiving channel has one lane: a queue drained by one small task that sends a digit with
 ``POST /channels/{id}/dtmf`` and waits for Asterisk's answer before sending the next. Asterisk
 answers before it plays the digits and plays a channel's requests in order, so a later digit
-never overtakes an earlier one, even while requests are in flight or slow.
+never overtakes an earlier one, even while requests are in flight or slow. Digits that queued up
+meanwhile (a replayed code, a fast burst) leave together in one request when their durations
+agree: one request per digit would cost Asterisk and the service a round trip each.
 
 A lane is the relay's own state, not the call's: ``send`` only appends and may be called from
 the call's task or a flow of the call (an attended transfer) alike. A channel that is gone
@@ -25,12 +27,13 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..errors import AriError, AriUnavailable, Gone
-from ..metrics import Histogram
+from ..metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DURATION_MS = 100  # ARI's default, when an event carries no usable duration
 MAX_DURATION_MS = 5000
+MAX_BATCH = 32  # digits in one request (a replayed code is at most 34 digits)
 
 
 class DtmfSender(Protocol):
@@ -57,11 +60,11 @@ class Relay:
         self,
         call_id: str,
         sender: Callable[[], DtmfSender | None],
-        histogram: Histogram | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.call_id = call_id
         self._sender = sender
-        self._histogram = histogram
+        self._metrics = metrics  # its ``relay`` histogram is read at each request
         self._lanes: dict[str, _Lane] = {}
         self.sent = 0  # requests Asterisk accepted
         self.dropped = 0  # digits dropped: gone, refused, unreachable, the call ended
@@ -81,35 +84,49 @@ class Relay:
                 context=contextvars.Context(),
             )
 
-    def pending(self, channel_id: str) -> int:
-        lane = self._lanes.get(channel_id)
-        return 0 if lane is None else len(lane.queue) + (lane.task is not None)
+    @property
+    def idle(self) -> bool:
+        """Nothing queued and nothing in flight."""
+        return not self._lanes
 
     async def _drain(self, channel_id: str, lane: _Lane) -> None:
         queue = lane.queue
         try:
             while queue:
-                digit, duration_ms, since = queue.popleft()
+                digits, duration_ms, since = queue.popleft()
+                sinces = [since]
+                while queue and queue[0][1] == duration_ms and len(digits) < MAX_BATCH:
+                    digit, _, since = queue.popleft()
+                    digits += digit
+                    sinces.append(since)
                 sender = self._sender()
                 if sender is None:
-                    self.dropped += 1
-                    logger.info("call %s: Asterisk unavailable; digit not relayed", self.call_id)
+                    self.dropped += len(digits)
+                    logger.info("call %s: Asterisk unavailable; digits not relayed", self.call_id)
                     continue
-                if self._histogram is not None:
-                    self._histogram.observe(time.perf_counter() - since)
+                metrics = self._metrics
+                if metrics is not None:
+                    metrics.relay_requests += 1
+                    now = time.perf_counter()
+                    for since in sinces:
+                        metrics.relay.observe(now - since)
                 try:
-                    await sender.send_dtmf(channel_id, digit, duration_ms)
+                    await sender.send_dtmf(channel_id, digits, duration_ms)
                 except Gone:
-                    self.dropped += 1 + len(queue)
+                    self.dropped += len(digits) + len(queue)
                     queue.clear()
                     logger.debug("call %s: %s is gone; relay dropped", self.call_id, channel_id)
                 except (AriError, AriUnavailable) as exc:
-                    self.dropped += 1
+                    self.dropped += len(digits)
                     logger.warning(
-                        "call %s: relaying a digit to %s failed: %s", self.call_id, channel_id, exc
+                        "call %s: relaying %s to %s failed: %s",
+                        self.call_id,
+                        digits,
+                        channel_id,
+                        exc,
                     )
                 else:
-                    self.sent += 1
+                    self.sent += len(digits)
         finally:
             lane.task = None
             if not queue and self._lanes.get(channel_id) is lane:

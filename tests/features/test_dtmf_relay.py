@@ -172,9 +172,12 @@ async def test_a_refused_relay_is_logged_and_the_lane_goes_on(
     with caplog.at_level(logging.WARNING, logger="ari_metaflows.calls.relay"):
         await alice.press("12", FAST)
         await eventually(
-            lambda: requests_to(service, "/dtmf"), lambda sent: len(sent) == 2, timeout=2
+            lambda: "".join(q["dtmf"] for q in requests_to(service, "/dtmf")),
+            lambda sent: sent == "12",
+            timeout=2,
         )
-    assert "relaying a digit" in caplog.text
+        await eventually(lambda: caplog.text, lambda text: text.count("failed: ") >= 1)
+    assert "500" in caplog.text
     del core.garbled[refused]
     await alice.press("3", FAST)
     await heard(bob, "3")
@@ -209,7 +212,8 @@ async def test_order_is_kept_while_relays_are_in_flight(service: Service) -> Non
     await alice.press("1234", KeyTiming(duration_ms=40, gap_ms=10))
     await heard(bob, "1234")
     sent = [q["dtmf"] for q in requests_to(service, f"/channels/{bob_channel}/dtmf")]
-    assert sent == list("1234")
+    assert "".join(sent) == "1234"
+    assert len(sent) < 4  # what queued behind the slow one left together
     durations = {q["duration"] for q in requests_to(service, f"/channels/{bob_channel}/dtmf")}
     assert durations == {"40"}  # the duration_ms each digit's event carried
 
@@ -236,7 +240,9 @@ async def test_the_unhold_key_and_codes_on_hold_reach_nobody(service: Service) -
 async def test_takeback_digits_never_reach_the_transfer_target(service: Service) -> None:
     await service.document(
         Owner.user(ACCOUNT, "u-alice"),
-        numbers={"4": {"module": "transfer", "data": {"target": "1234", "transfer_type": "attended"}}},
+        numbers={
+            "4": {"module": "transfer", "data": {"target": "1234", "transfer_type": "attended"}}
+        },
     )
     alice, bob = await connected_call(service)
     carol = service.driver.add_phone("1234")
