@@ -12,7 +12,7 @@ agree: one request per digit would cost Asterisk and the service a round trip ea
 A lane is the relay's own state, not the call's: ``send`` only appends and may be called from
 the call's task or a flow of the call (an attended transfer) alike. A channel that is gone
 (404) drops what its lane still holds, quietly; a digit Asterisk refuses is logged and dropped,
-and the lane goes on.
+and the lane goes on; an unreachable Asterisk (a timeout) also drops what queued behind it.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_DURATION_MS = 100  # ARI's default, when an event carries no usable duration
 MAX_DURATION_MS = 5000
-MAX_BATCH = 32  # digits in one request (a replayed code is at most 34 digits)
+MAX_BATCH = 64  # digits in one request (a replayed code, at most 34 digits, fits)
 
 
 class DtmfSender(Protocol):
@@ -117,7 +117,12 @@ class Relay:
                     queue.clear()
                     logger.debug("call %s: %s is gone; relay dropped", self.call_id, channel_id)
                 except (AriError, AriUnavailable) as exc:
-                    self.dropped += len(digits)
+                    # Refused: drop these digits, go on. Unreachable (a timeout): what queued
+                    # meanwhile would arrive seconds late, out of place; drop it too.
+                    late = len(queue) if isinstance(exc, AriUnavailable) else 0
+                    self.dropped += len(digits) + late
+                    if late:
+                        queue.clear()
                     logger.warning(
                         "call %s: relaying %s to %s failed: %s",
                         self.call_id,

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from ari_metaflows.calls.relay import DEFAULT_DURATION_MS, MAX_DURATION_MS, Relay, duration_of
-from ari_metaflows.errors import AriError, Gone
+from ari_metaflows.errors import AriError, AriUnavailable, Gone
 from ari_metaflows.metrics import Metrics
 from ari_metaflows.testing.eventually import eventually
 
@@ -108,3 +108,18 @@ async def test_without_asterisk_digits_are_dropped() -> None:
 )
 def test_event_durations_are_bounded(raw: object, expected: int) -> None:
     assert duration_of(raw) == expected
+
+
+async def test_a_timeout_drops_what_queued_behind_it() -> None:
+    asterisk = Asterisk(delays=[0.05])
+    asterisk.errors["bob"] = AriUnavailable("channels.sendDTMF: TimeoutError")
+    relay = Relay("c1", lambda: asterisk)
+    relay.send("bob", "1", 100, time.perf_counter())
+    await asyncio.sleep(0.01)
+    relay.send("bob", "2", 90, time.perf_counter())
+    await eventually(lambda: relay.idle)
+    assert relay.dropped == 2
+    del asterisk.errors["bob"]
+    relay.send("bob", "3", 100, time.perf_counter())
+    await eventually(lambda: relay.idle)
+    assert asterisk.sent == [("bob", "3", 100)]

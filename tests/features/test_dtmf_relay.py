@@ -229,12 +229,15 @@ async def test_the_unhold_key_and_codes_on_hold_reach_nobody(service: Service) -
     alice, bob = await connected_call(service)
     await alice.press("*5", FAST)
     await bob.wait_hears("moh")
+    await alice.press("7", FAST)  # alice is out of the bridge: nobody hears her
     await alice.press("1", FAST)  # the unhold key
     await bob.wait_hears("party", "alice")
     await alice.press("2", FAST)  # back in the bridge, absorbed again: relayed
     await heard(bob, "2")
     await asyncio.sleep(SETTLE)
     assert await bob.heard_dtmf() == "2"
+    if requests_to(service, "/addChannel"):
+        assert absorb_flags(service)[-1] == "true"  # the resume re-added alice absorbed
 
 
 async def test_takeback_digits_never_reach_the_transfer_target(service: Service) -> None:
