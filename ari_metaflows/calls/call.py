@@ -372,6 +372,7 @@ class Call:
         if leg is not None:
             leg.identity, leg.metaflows = await self.owner_of(snapshot)
             self.build_collectors()
+            await self._reabsorb()
 
     def _retry_metaflows_later(self, account: str) -> None:
         """The database was away when a leg's metaflows were needed: ask again with capped
@@ -591,6 +592,7 @@ class Call:
                     continue
                 flag = self.absorbs(role) if absorb is None else role in absorb
                 leg.absorbed_in = bridge_id if flag else None
+                leg.bridge = bridge_id  # ChannelEnteredBridge confirms it
                 groups[flag].append(leg.channel_id)
             return groups
 
@@ -599,6 +601,26 @@ class Call:
         for flag, channels in groups.items():
             if channels:
                 await gateway.add_to_bridge(bridge_id, channels, absorb_dtmf=flag)
+
+    async def _reabsorb(self) -> None:
+        """Legs in the call's bridge that a collector now listens to but that joined without
+        absorbDTMF (adopted after our restart, a transfer target that took a party's place)
+        are added again with it: Asterisk departs and re-imparts a channel added to the bridge
+        it is in (res/stasis/control.c)."""
+        bridge = self.bridge_id
+        if bridge is None or self.phase is not CONNECTED:
+            return
+        roles = [
+            role
+            for role, leg in self.legs.items()
+            if leg.party
+            and not leg.gone
+            and leg.bridge == bridge
+            and not leg.absorbed
+            and self.absorbs(role)
+        ]
+        if roles:
+            await self.safely(self.join_bridge(bridge, roles, absorb=roles))
 
     def hearers(self, role: str) -> list[Leg]:
         """The legs that share ``role``'s bridge: who hears what its phone sends."""
@@ -644,9 +666,9 @@ class Call:
         if kind == "ChannelEnteredBridge":
             leg.bridge = bridge_id
         elif leg.bridge == bridge_id:
+            # absorbed_in stays: a re-add (Left, then Entered) keeps what join_bridge asked
+            # for, and every join of a call's leg goes through join_bridge.
             leg.bridge = None
-            if leg.absorbed_in == bridge_id:
-                leg.absorbed_in = None
 
     def add_interceptor(self, interceptor: Interceptor) -> None:
         self.interceptors = (*self.interceptors, interceptor)
@@ -727,6 +749,7 @@ class Call:
                 leg = self.legs[role]
                 leg.identity, leg.metaflows = await self.owner_of(snapshot)
             self.build_collectors()
+            await self._reabsorb()
         elif isinstance(message, RunNode):
             audit = self.audit_event(message.role, message.role, "api", "running")
             self.launch(message.node, message.role, {"dtmf_leg": message.role}, audit)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim import KeyTiming
 from ari_metaflows.testing.eventually import eventually
+from ari_metaflows.testing.scenario import Driver
 
 from ..helpers.engine_service import (
     ACCOUNT,
@@ -27,6 +29,8 @@ from ..helpers.engine_service import (
     connected_call,
     requests_to,
     sim_only,
+    start_service,
+    stop_service,
     the_call,
 )
 
@@ -261,3 +265,34 @@ async def test_takeback_digits_never_reach_the_transfer_target(service: Service)
     await alice.wait_hears("party", "bob")
     assert await carol.heard_dtmf() == "7*8*"
     assert await bob.heard_dtmf() == ""
+
+
+async def test_a_call_adopted_after_a_restart_relays_again(
+    driver: Driver, database_url: str, db: Database, tmp_path: Path
+) -> None:
+    """Asterisk keeps absorbing the legs across our restart: the adopting service adds them
+    again with absorbDTMF, so it knows to relay."""
+    sim_only(driver)
+    journal = tmp_path / "journal.jsonl"
+    first = await start_service(driver, database_url, db, journal)
+    await first.document(
+        Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
+    )
+    alice, bob = await connected_call(first)
+    await stop_service(first)
+    second = await start_service(driver, database_url, db, journal)
+    try:
+        await eventually(
+            lambda: requests_to(second, "/addChannel"),
+            lambda adds: [q["absorbDTMF"] for q in adds][-1:] == ["true"] and len(adds) >= 2,
+        )
+        await alice.press("1*9", FAST)
+        await second.wait_matches(1)
+        await heard(bob, "1")
+        await bob.wait_hears("playback", "sound:beep")
+        await asyncio.sleep(SETTLE)
+        assert await bob.heard_dtmf() == "1"
+        await alice.hangup()
+        await bob.wait_idle()
+    finally:
+        await stop_service(second)
