@@ -43,10 +43,14 @@ class Metrics:
 
     dtmf_events: int = 0
     dtmf_handled: int = 0  # digits that reached a call task (and its collectors)
+    relay_requests: int = 0  # POST /channels/{id}/dtmf sent to relay absorbed digits
     ari_events: int = 0
     codes: dict[tuple[str, str], int] = field(default_factory=dict)  # (module, outcome)
     api_requests: dict[tuple[str, int], int] = field(default_factory=dict)  # (method, status)
     dispatch: Histogram = field(default_factory=lambda: Histogram(DISPATCH_BUCKETS))
+    # From the decision to relay a digit (its event handled, or its code given up) to the
+    # relay request leaving for Asterisk (SPEC §5.6).
+    relay: Histogram = field(default_factory=lambda: Histogram(DISPATCH_BUCKETS))
     gauges: dict[str, tuple[str, Callable[[], float]]] = field(default_factory=dict)
     # name → (help, labels → read): one family, a sample per label set
     labelled: dict[str, tuple[str, dict[Labels, Callable[[], float]]]] = field(default_factory=dict)
@@ -76,6 +80,8 @@ class Metrics:
         out.append(f"metaflows_dtmf_events_total {self.dtmf_events}")
         _family(out, "metaflows_dtmf_handled_total", "counter", "DTMF digits handled by calls")
         out.append(f"metaflows_dtmf_handled_total {self.dtmf_handled}")
+        _family(out, "metaflows_dtmf_relay_requests_total", "counter", "DTMF relay requests")
+        out.append(f"metaflows_dtmf_relay_requests_total {self.relay_requests}")
         _family(
             out,
             "metaflows_codes_total",
@@ -96,17 +102,18 @@ class Metrics:
         for (method, status), count in sorted(self.api_requests.items()):
             labels = _labels((("method", method), ("status", str(status))))
             out.append(f"metaflows_api_requests_total{labels} {count}")
-        name = "metaflows_dispatch_seconds"
-        _family(out, name, "histogram", "from a code's match to its action's first ARI request")
-        cumulative = 0
-        for bound, count in zip(
-            (*self.dispatch.buckets, math.inf), self.dispatch.counts, strict=True
-        ):
-            cumulative += count
-            le = "+Inf" if bound == math.inf else repr(bound)
-            out.append(f'{name}_bucket{{le="{le}"}} {cumulative}')
-        out.append(f"{name}_sum {self.dispatch.total!r}")
-        out.append(f"{name}_count {self.dispatch.samples}")
+        _histogram(
+            out,
+            "metaflows_dispatch_seconds",
+            "from a code's match to its action's first ARI request",
+            self.dispatch,
+        )
+        _histogram(
+            out,
+            "metaflows_dtmf_relay_seconds",
+            "from a digit's event (or its code given up) to its relay request",
+            self.relay,
+        )
         for gauge_name, (help_text, read) in sorted(self.gauges.items()):
             _family(out, gauge_name, "gauge", help_text)
             out.append(f"{gauge_name} {_number(read())}")
@@ -115,6 +122,17 @@ class Metrics:
             for label_set, read in sorted(samples.items()):
                 out.append(f"{family_name}{_labels(label_set)} {_number(read())}")
         return "\n".join(out) + "\n"
+
+
+def _histogram(out: list[str], name: str, help_text: str, histogram: Histogram) -> None:
+    _family(out, name, "histogram", help_text)
+    cumulative = 0
+    for bound, count in zip((*histogram.buckets, math.inf), histogram.counts, strict=True):
+        cumulative += count
+        le = "+Inf" if bound == math.inf else repr(bound)
+        out.append(f'{name}_bucket{{le="{le}"}} {cumulative}')
+    out.append(f"{name}_sum {histogram.total!r}")
+    out.append(f"{name}_count {histogram.samples}")
 
 
 def _family(out: list[str], name: str, kind: str, help_text: str) -> None:

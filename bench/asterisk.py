@@ -51,8 +51,17 @@ class BenchAsterisk:
 
     @web.middleware
     async def timing(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        """Match an action's first request (a play here) to the code that caused it."""
-        if self.pressed_at and request.method == "POST" and request.path.endswith("/play"):
+        """Match an action's first request (a play here) to the code that caused it, and a
+        relayed digit (``/channels/{id}/dtmf``) to the press on the other leg of the bridge."""
+        if self.pressed_at and request.method == "POST" and request.path.endswith("/dtmf"):
+            now = time.perf_counter()
+            receiver = self.core.channels.get(request.path.split("/")[-2])
+            bridge = receiver.bridge if receiver is not None else None
+            for channel in bridge.channels if bridge is not None else ():
+                pressed = self.pressed_at.pop(channel.id, None)
+                if pressed is not None:
+                    self.latencies.append(now - pressed)
+        elif self.pressed_at and request.method == "POST" and request.path.endswith("/play"):
             now = time.perf_counter()
             target = request.path.split("/")[-2]
             bridge = self.core.bridges.get(target)

@@ -56,6 +56,7 @@ TARGETS = {
     "pipeline_events_per_s": 25_000,
     "pipeline_vs_baseline": 0.1,
     "dispatch_p99_ms": 2.0,
+    "relay_p99_ms": 5.0,
     "setups_per_s": 200,
     "metaflow_gets_per_s": 4_000,
 }
@@ -193,6 +194,8 @@ class Bench:
                     "binding_digit": "*",
                     "numbers": {"9": {"module": "play", "data": {"id": "beep"}}},
                     "patterns": {"2(\\d+)": {"module": "transfer"}},
+                    # Relaying on (the default) unless asked: SPEC §5.6.
+                    "dtmf_passthrough": self.args.dtmf_passthrough,
                 }
             ),
         )
@@ -265,6 +268,38 @@ class Bench:
         )
         self.results.put(f"DTMF event → first ARI request max ms {label}", max(wire_ms))
 
+    async def relay_latency(self) -> None:
+        """Every caller presses ``1`` (no code starts with it): the digit is absorbed by the
+        bridge and relayed to the callee. Timed from the moment the call decides to relay it
+        (its event handled) to the request leaving, and from Asterisk's side."""
+        assert self.service is not None
+        histogram = SampledHistogram()
+        self.service.metrics.relay = histogram
+        callers = self.connected()
+        await self.sim("/bench/press", digits="1", rate=self.args.press_rate)
+        await wait_for(lambda: len(histogram.values) >= callers, 120, "every digit relayed")
+        values_ms = [v * 1000 for v in histogram.values]
+        self.results.put(f"relay p50 ms ({callers} calls)", statistics.median(values_ms))
+        self.results.put(f"relay p99 ms ({callers} calls)", percentile(values_ms, 0.99))
+        self.results.put(f"relay max ms ({callers} calls)", max(values_ms))
+        await self.relays_drained()
+        assert self.http is not None
+        async with self.http.get(self.sim_url + "/bench/press_latencies") as response:
+            seen = await response.json()
+        wire_ms = [v * 1000 for v in seen["seconds"]]
+        label = f"({callers} calls, Asterisk's view)"
+        self.results.put(f"DTMF event → relay request p50 ms {label}", statistics.median(wire_ms))
+        self.results.put(f"DTMF event → relay request p99 ms {label}", percentile(wire_ms, 0.99))
+        self.results.put(f"DTMF event → relay request max ms {label}", max(wire_ms))
+
+    async def relays_drained(self) -> None:
+        """No relay queued or in flight in any call (the storm leaves many behind)."""
+        await wait_for(
+            lambda: all(c.relay is None or c.relay.idle for c in self.engine.calls.values()),
+            300,
+            "the relays drained",
+        )
+
     async def storm(self, legs: int, label: str) -> float:
         assert self.service is not None
         metrics = self.service.metrics
@@ -272,6 +307,7 @@ class Bench:
         expected = rounds * legs
         routed = metrics.dtmf_events
         base = metrics.dtmf_handled
+        relayed, relay_requests = metrics.relay.samples, metrics.relay_requests
         request = asyncio.create_task(self.sim("/bench/storm", rounds=rounds))
         # The clock starts at the first event: the simulator encodes its frames first.
         await wait_for(lambda: metrics.dtmf_events > routed, 60, "the storm's first event")
@@ -284,6 +320,13 @@ class Bench:
         cpu_used = time.process_time() - cpu
         gc_after, runs_after = self.gc_clock.snapshot()
         await request
+        # Relaying is on (the default, SPEC §5.6): the callers' digits are absorbed and what
+        # is not a code (every 33-digit run is too long) is replayed to the callees.
+        await self.relays_drained()
+        self.results.put(f"pipeline relayed digits ({label})", metrics.relay.samples - relayed)
+        self.results.put(
+            f"pipeline relay requests ({label})", metrics.relay_requests - relay_requests
+        )
         rate: float = expected / elapsed
         self.results.put(f"pipeline DTMF events/s ({label})", rate)
         self.results.put(f"pipeline CPU ms per 1,000 events ({label})", cpu_used / expected * 1e6)
@@ -387,6 +430,9 @@ class Bench:
         await self.setups(calls, 0, f"{calls} calls")
         print("== dispatch: every caller presses *9", flush=True)
         await self.dispatch_latency()
+        if not self.args.dtmf_passthrough:
+            print("== relay: every caller presses 1 (relayed to the callee)", flush=True)
+            await self.relay_latency()
         print(f"== DTMF storm over {2 * calls} legs", flush=True)
         pipeline = await self.storm(2 * calls, f"{2 * calls} legs")
         baseline = await self.baseline(2 * calls)
@@ -428,6 +474,11 @@ async def main() -> int:
     parser.add_argument("--batch", type=int, default=500, help="calls per batch when growing")
     parser.add_argument("--quick", action="store_true", help="200 calls, 1,000 legs, small storms")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--dtmf-passthrough",
+        action="store_true",
+        help="the bench document sets dtmf_passthrough (no hold-back, no relay), for comparison",
+    )
     parser.add_argument(
         "--python-gc",
         action="store_true",

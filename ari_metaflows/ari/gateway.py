@@ -258,6 +258,13 @@ class AriGateway:
             "channels", "mute" if muted else "unmute", channelId=channel_id, direction=direction
         )
 
+    async def send_dtmf(self, channel_id: str, digits: str, duration_ms: int) -> None:
+        """Asterisk plays ``digits`` out on the channel (its far end hears them); it answers
+        before they are played, and plays a channel's requests one after another."""
+        await self._call(
+            "channels", "sendDTMF", channelId=channel_id, dtmf=digits, duration=duration_ms
+        )
+
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self._call("channels", "startMoh", channelId=channel_id, mohClass=moh_class)
 

@@ -31,6 +31,7 @@ COLUMNS = (
     "steps",
     "dispatch_ms",
     "duration_ms",
+    "digits",
 )
 
 
@@ -53,6 +54,7 @@ class MetaflowEvent:
     steps: list[tuple[str, str]] = field(default_factory=list)
     dispatch_ms: float | None = None
     duration_ms: float | None = None
+    digits: str | None = None  # what became of the code's digits: held, replayed, dropped, passed
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def record(self) -> tuple[Any, ...]:
@@ -101,6 +103,7 @@ class MetaflowEvent:
             "module": self.module,
             "dispatch_ms": self.dispatch_ms,
             "duration_ms": self.duration_ms,
+            "digits": self.digits,
         }
         shown.update({k: v for k, v in optional.items() if v is not None})
         return shown

@@ -17,7 +17,7 @@ import contextvars
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
@@ -41,6 +41,7 @@ from .identity import identity_of
 from .leg import Leg, Phase, Role
 from .mailbox import Mailbox
 from .messages import TICK, Adopted, Ask, LegGone, Message, Refresh, Resolve, RunNode
+from .relay import Relay, duration_of
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,14 @@ BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses A
 DIAL_ATTEMPTS = 5
 METAFLOW_RETRY = Backoff(initial=1.0, maximum=30.0)  # before resolving metaflows again
 FLOWS_GRACE = 5.0  # the most a call's end waits for its cancelled flows (s)
+
+
+@dataclass(slots=True)
+class Held:
+    """Digits of one leg held back while a code may be collected (SPEC §5.6)."""
+
+    digits: list[tuple[str, int]] = field(default_factory=list)  # (digit, duration_ms)
+    matched: bool = False  # a code matched: the digits are dropped, never replayed
 
 
 class Host(EngineHandle, Protocol):
@@ -102,6 +111,8 @@ class Call:
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)  # see _arm_timer
     metaflow_retry: asyncio.TimerHandle | None = field(default=None, repr=False)
     metaflow_backoff: Delays | None = field(default=None, repr=False)  # made when needed
+    held: dict[str, Held] | None = None  # role → digits held back (made when needed)
+    relay: Relay | None = field(default=None, repr=False)  # made at the first relayed digit
 
     def submit(self, event: dict[str, Any] | Message) -> None:
         self.queue.put(event)
@@ -178,6 +189,9 @@ class Call:
             self.engine.forget(self)
             if mark is not None:
                 mark(self)  # its rows go
+            self.held = None
+            if self.relay is not None:
+                await self.relay.close()
             await self._stop_children()
 
     def _refuse_pending(self) -> None:
@@ -365,6 +379,7 @@ class Call:
         if leg is not None:
             leg.identity, leg.metaflows = await self.owner_of(snapshot)
             self.build_collectors()
+            await self._reabsorb()
 
     def _retry_metaflows_later(self, account: str) -> None:
         """The database was away when a leg's metaflows were needed: ask again with capped
@@ -402,12 +417,15 @@ class Call:
             if caller.state != "Up":
                 await gateway.answer(caller.channel_id)
                 caller.state = "Up"
+            # Whose digits the bridge absorbs depends on the collectors: know them first.
+            callee.identity, callee.metaflows = await self.owner_of(snapshot)
+            self.build_collectors()
             step = "bridge the call"
             bridge_id = f"mf-{self.id}"
             self.engine.track_bridge(bridge_id, self)
             self.bridge_id = bridge_id  # set first: a create that timed out is still cleaned up
             await gateway.create_bridge(BRIDGE_TYPES, bridge_id)
-            await gateway.add_to_bridge(bridge_id, [caller.channel_id, callee.channel_id])
+            await self.join_bridge(bridge_id, (CALLER, CALLEE))
         except Gone:
             return  # a leg left meanwhile; its hangup event ends the call
         except (AriError, AriUnavailable) as exc:
@@ -420,10 +438,7 @@ class Call:
                 # destroy in _fail: destroy it once more when that can no longer happen.
                 self.engine.destroy_bridge_later(self.bridge_id)
             return
-        # Owner first, then connected: who is on the call is known once the call says so.
-        callee.identity, callee.metaflows = await self.owner_of(snapshot)
         self.phase = CONNECTED
-        self.build_collectors()
         logger.info("call %s: connected (%s ↔ %s)", self.id, caller.name, callee.name)
 
     async def _fail(self, status: str) -> None:
@@ -551,6 +566,9 @@ class Call:
         self.legs[role] = leg
         self.engine.track_channel(leg.channel_id, self)
         self.collectors.pop(role, None)
+        if self.held:
+            self.held.pop(role, None)  # a new channel: what the old one held is not its
+        self._settle_all()
         if resolve:
             self.submit(Resolve(role, {"id": leg.channel_id, "name": leg.name}))
 
@@ -561,6 +579,109 @@ class Call:
 
     def set_phase(self, phase: Phase) -> None:
         self.phase = phase
+
+    # -- bridges and relayed digits (SPEC §5.6) -----------------------------------------------
+
+    def absorbs(self, role: str) -> bool:
+        """Does a collector that holds digits back listen to ``role``? Then its leg joins a
+        bridge with absorbDTMF and the call relays what is not a code."""
+        for collector in self.collectors.values():
+            if role in collector.listen and not collector.metaflows.dtmf_passthrough:
+                return True
+        return False
+
+    async def join_bridge(
+        self, bridge_id: str, roles: Sequence[str], *, absorb: Collection[str] | None = None
+    ) -> None:
+        """Add the legs in ``roles`` to ``bridge_id``, absorbing the digits of those that
+        ``absorb`` names (default: those a collector listens to, ``absorbs``). Safe from a
+        flow; raises what the gateway raises."""
+
+        def plan() -> dict[bool, list[str]]:
+            groups: dict[bool, list[str]] = {False: [], True: []}
+            for role in roles:
+                leg = self.legs.get(role)
+                if leg is None or leg.gone:
+                    continue
+                flag = self.absorbs(role) if absorb is None else role in absorb
+                leg.absorbed_in = bridge_id if flag else None
+                leg.bridge = bridge_id  # ChannelEnteredBridge confirms it
+                groups[flag].append(leg.channel_id)
+            return groups
+
+        groups = await self.ask(plan)
+        gateway = self.engine.gateway_or_raise()
+        for flag, channels in groups.items():
+            if channels:
+                await gateway.add_to_bridge(bridge_id, channels, absorb_dtmf=flag)
+
+    async def _reabsorb(self) -> None:
+        """Legs in the call's bridge that a collector now listens to but that joined without
+        absorbDTMF (adopted after our restart, a transfer target that took a party's place)
+        are added again with it: Asterisk departs and re-imparts a channel added to the bridge
+        it is in (res/stasis/control.c)."""
+        bridge = self.bridge_id
+        if bridge is None or self.phase is not CONNECTED:
+            return
+        roles = [
+            role
+            for role, leg in self.legs.items()
+            if leg.party
+            and not leg.gone
+            and leg.bridge == bridge
+            and not leg.absorbed
+            and self.absorbs(role)
+        ]
+        if roles:
+            await self.safely(self.join_bridge(bridge, roles, absorb=roles))
+
+    def hearers(self, role: str) -> list[Leg]:
+        """The legs that share ``role``'s bridge: who hears what its phone sends."""
+        me = self.legs.get(role)
+        if me is None or me.bridge is None:
+            return []
+        return [
+            leg
+            for leg in self.legs.values()
+            if leg is not me and not leg.gone and leg.bridge == me.bridge
+        ]
+
+    def relay_digits(
+        self, role: str, digits: Iterable[tuple[str, int]], since: float | None = None
+    ) -> None:
+        """Send ``digits`` pressed on ``role``'s leg to everyone who would have heard them,
+        had its bridge not absorbed them (nothing when it does not absorb them). In order per
+        receiving leg; safe from a flow of the call (it only queues)."""
+        me = self.legs.get(role)
+        if me is None or not me.absorbed:
+            return
+        hearers = self.hearers(role)
+        if not hearers:
+            return
+        relay = self.relay
+        if relay is None:
+            relay = self.relay = Relay(self.id, lambda: self.engine.gateway, self.engine.metrics)
+        when = time.perf_counter() if since is None else since
+        for digit, duration_ms in digits:
+            for leg in hearers:
+                relay.send(leg.channel_id, digit, duration_ms, when)
+
+    def _bridged(self, kind: str, event: dict[str, Any]) -> None:
+        """Keep each leg's bridge as Asterisk reports it (who hears whom)."""
+        channel, bridge = event.get("channel"), event.get("bridge")
+        if not isinstance(channel, dict) or not isinstance(bridge, dict):
+            return
+        role = self._role_of(channel.get("id"))
+        bridge_id = bridge.get("id")
+        if role is None or not isinstance(bridge_id, str):
+            return
+        leg = self.legs[role]
+        if kind == "ChannelEnteredBridge":
+            leg.bridge = bridge_id
+        elif leg.bridge == bridge_id:
+            # absorbed_in stays: a re-add (Left, then Entered) keeps what join_bridge asked
+            # for, and every join of a call's leg goes through join_bridge.
+            leg.bridge = None
 
     def add_interceptor(self, interceptor: Interceptor) -> None:
         self.interceptors = (*self.interceptors, interceptor)
@@ -580,18 +701,20 @@ class Call:
         return next((r for r, leg in self.legs.items() if leg.channel_id == channel_id), None)
 
     async def _on_event(self, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "ChannelEnteredBridge" or kind == "ChannelLeftBridge":
+            self._bridged(kind, event)  # bookkeeping only: the event goes on
         if self.interceptors:
             for interceptor in self.interceptors:
                 if interceptor.wants(event):
                     interceptor.deliver(event)
                     return
-        kind = event.get("type")
         raw = event.get("channel")
         channel: dict[str, Any] = raw if isinstance(raw, dict) else {}
         role = self._role_of(channel.get("id")) if channel else None
         if kind == "ChannelDtmfReceived" and role is not None:
             self.engine.metrics.dtmf_handled += 1
-            self._digit(role, str(event.get("digit", "")))
+            self._digit(role, str(event.get("digit", "")), event.get("duration_ms"))
         elif kind == "Dial":
             peer = event.get("peer") or {}
             if self._role_of(peer.get("id")) == CALLEE:
@@ -640,6 +763,7 @@ class Call:
                 leg = self.legs[role]
                 leg.identity, leg.metaflows = await self.owner_of(snapshot)
             self.build_collectors()
+            await self._reabsorb()
         elif isinstance(message, RunNode):
             audit = self.audit_event(message.role, message.role, "api", "running")
             self.launch(message.node, message.role, {"dtmf_leg": message.role}, audit)
@@ -671,22 +795,82 @@ class Call:
         for role, leg in self.legs.items():
             if leg.party and leg.metaflows is not None and not leg.metaflows.is_empty:
                 self.collectors[role] = new_collector(leg.metaflows, role, parties - {role})
+        self._settle_all()
 
-    def _digit(self, role: str, digit: str) -> None:
+    def _digit(self, role: str, digit: str, duration: object = None) -> None:
+        """A digit ended on ``role``'s leg: digit hooks, then the collectors; then, when its
+        bridge absorbed it, hold it back (a code may be under way) or relay it at once."""
         if self.phase is not CONNECTED or len(digit) != 1:
             return
         if self.digit_hooks:
             for hook in self.digit_hooks:
                 if hook(self, role, digit):
-                    return
+                    return  # a feature took it (an unhold key): nobody else hears it
         now = asyncio.get_running_loop().time()
+        outcomes: list[tuple[str, Match | NoMatch]] | None = None
         for owner, collector in list(self.collectors.items()):
             outcome = collector.on_digit(role, digit, now)
             if outcome is not None:
+                if outcomes is None:
+                    outcomes = []
+                outcomes.append((owner, outcome))
+        leg = self.legs[role]
+        if leg.absorbed:
+            duration_ms = duration_of(duration)
+            if self._holding(role) or (
+                outcomes is not None and any(self._holds(owner) for owner, _ in outcomes)
+            ):
+                if self.held is None:
+                    self.held = {}
+                held = self.held.get(role)
+                if held is None:
+                    held = self.held[role] = Held()
+                held.digits.append((digit, duration_ms))
+            else:
+                self.relay_digits(role, ((digit, duration_ms),))
+        if outcomes is not None:
+            for owner, outcome in outcomes:
                 self._outcome(owner, outcome)
 
+    def _holds(self, owner: str) -> bool:
+        collector = self.collectors.get(owner)
+        return collector is not None and not collector.metaflows.dtmf_passthrough
+
+    def _holding(self, role: str) -> bool:
+        """Is a code that holds digits back being collected from ``role``'s leg?"""
+        for collector in self.collectors.values():
+            if collector.armed_leg == role and not collector.metaflows.dtmf_passthrough:
+                return True
+        return False
+
+    def _settle(self, role: str, matched: bool = False) -> str | None:
+        """An attempt on ``role``'s leg ended: what becomes of the digits held back — kept
+        while another code is still collected from the leg, else dropped after a match or
+        replayed in the order pressed. None when nothing was held."""
+        held = self.held.get(role) if self.held else None
+        if held is None:
+            return None
+        held.matched = held.matched or matched
+        if self._holding(role):
+            return "held"
+        assert self.held is not None
+        del self.held[role]
+        if held.matched:
+            return "dropped"
+        self.relay_digits(role, held.digits)
+        return "replayed"
+
+    def _settle_all(self) -> None:
+        """Collectors were replaced: digits no collector holds any more are replayed."""
+        if self.held:
+            for role in list(self.held):
+                self._settle(role)
+
     def _outcome(self, owner: str, outcome: Match | NoMatch) -> None:
+        holds = self._holds(owner)
         if isinstance(outcome, NoMatch):
+            # Not held back: the other party heard the digits as they were pressed.
+            digits = self._settle(outcome.leg) or "passed"
             logger.info(
                 "call %s: %s pressed %s: %s",
                 self.id,
@@ -698,8 +882,10 @@ class Call:
             audit = self.audit_event(outcome.leg, owner, "dtmf", outcome.reason)
             if audit is not None:
                 audit.collected = outcome.collected
+                audit.digits = digits
                 self.engine.audit_record(audit)
             return
+        fate = self._settle(outcome.leg, matched=holds)
         logger.info(
             "call %s: %s pressed %s → %s %s (metaflows of %s)",
             self.id,
@@ -720,6 +906,7 @@ class Call:
             audit.collected = outcome.collected
             audit.matched_key = outcome.key
             audit.match_kind = outcome.kind
+            audit.digits = fate or "passed"
         self.launch(outcome.node, outcome.leg, injected, audit)
 
     def audit_event(
@@ -830,6 +1017,7 @@ class Call:
                 self.collectors.pop(role, None)
             else:
                 self.collectors[role] = new_collector(leg.metaflows, role, parties - {role})
+        self._settle_all()
 
     # -- views ------------------------------------------------------------------------------
 

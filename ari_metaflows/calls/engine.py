@@ -278,9 +278,17 @@ class CallEngine:
         """Two of our channels bridged together: a call that survived our restart."""
         first, second = sorted(snapshots, key=lambda c: str(c.get("creationtime", "")))
         call = Call(self, first["id"], "", self.settings.timeouts.ring_default)
-        call.legs[CALLER] = Leg(CALLER, first["id"], first.get("name", ""), "Up", in_stasis=True)
+        call.legs[CALLER] = Leg(
+            CALLER, first["id"], first.get("name", ""), "Up", in_stasis=True, bridge=bridge_id
+        )
         call.legs[CALLEE] = Leg(
-            CALLEE, second["id"], second.get("name", ""), "Up", in_stasis=True, answered=True
+            CALLEE,
+            second["id"],
+            second.get("name", ""),
+            "Up",
+            in_stasis=True,
+            answered=True,
+            bridge=bridge_id,
         )
         call.bridge_id = bridge_id
         call.phase = Phase.CONNECTED

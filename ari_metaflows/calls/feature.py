@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
@@ -161,6 +161,16 @@ class CallHandle(Protocol):
     async def owner_of(
         self, snapshot: dict[str, Any]
     ) -> tuple[LegIdentity | None, EffectiveMetaflows | None]: ...
+
+    async def join_bridge(
+        self, bridge_id: str, roles: Sequence[str], *, absorb: Collection[str] | None = None
+    ) -> None: ...
+
+    def relay_digits(
+        self, role: str, digits: Iterable[tuple[str, int]], since: float | None = None
+    ) -> None: ...
+
+    def absorbs(self, role: str) -> bool: ...
 
     # the call's task only (or through ask)
     def other(self, role: str) -> str: ...

@@ -42,3 +42,10 @@ class Leg:
     in_stasis: bool = False
     released: bool = False  # sent on into the dialplan by us: not ours to hang up
     party: bool = True  # takes part in the conversation (a ringing transfer target does not)
+    bridge: str | None = None  # the bridge Asterisk says the channel is in (Entered/LeftBridge)
+    absorbed_in: str | None = None  # the bridge it joined with absorbDTMF (SPEC §5.6)
+
+    @property
+    def absorbed(self) -> bool:
+        """Its digits reach the other members only when the app relays them."""
+        return self.absorbed_in is not None and self.absorbed_in == self.bridge

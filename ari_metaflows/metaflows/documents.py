@@ -39,6 +39,12 @@ TOP_LEVEL_SCHEMA: Schema = {
         # Kazoo's bounds (0, no maximum): 0 evaluates after every digit.
         "digit_timeout": {"type": "integer", "minimum": 0},
         "listen_on": {"type": "string", "enum": ["self", "peer", "both"]},
+        # No "default" keyword: a filled-in false would override a lower level's true.
+        "dtmf_passthrough": {
+            "type": "boolean",
+            "description": "default false: digits that may start a code are held back and "
+            "the rest relayed (SPEC §5.6); true: every digit also reaches the other party",
+        },
     },
 }
 # [+] Kazoo modules this server refuses: relate needs conferences, which this server has none of.
@@ -305,13 +311,14 @@ class EffectiveMetaflows:
     patterns: tuple[Pattern, ...]
     # Every proper prefix of a number: "could a longer number still match" in O(1) per digit.
     number_prefixes: frozenset[str] = frozenset()
+    dtmf_passthrough: bool = False  # SPEC §5.6: nothing held back, nothing relayed
 
     @property
     def is_empty(self) -> bool:
         return not self.numbers and not self.patterns
 
 
-_SCALARS = ("binding_digit", "digit_timeout", "listen_on")
+_SCALARS = ("binding_digit", "digit_timeout", "listen_on", "dtmf_passthrough")
 
 
 def merge_documents(levels: Sequence[Mapping[str, Any] | None]) -> dict[str, Any]:
@@ -360,4 +367,5 @@ def effective_metaflows(levels: Sequence[Mapping[str, Any] | None]) -> Effective
         numbers={key: Node.from_json(node) for key, node in numbers.items()},
         patterns=tuple(patterns),
         number_prefixes=frozenset(key[:i] for key in numbers for i in range(1, len(key))),
+        dtmf_passthrough=merged.get("dtmf_passthrough", False) is True,
     )

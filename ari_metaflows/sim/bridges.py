@@ -47,8 +47,8 @@ class BridgesSim(MediaSim):
                 raise SimError(422, "Channel not in Stasis application")
             channels.append(channel)
         for channel in channels:
-            if channel.bridge is bridge:
-                continue
+            # Asterisk (res/stasis/control.c) departs whatever bridge the channel is in, this
+            # one included, and imparts it again with the new features (absorbDTMF, mute).
             if channel.bridge is not None:
                 self._leave_bridge(channel)
             channel.bridge = bridge

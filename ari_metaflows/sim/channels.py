@@ -3,6 +3,7 @@ operations on a channel."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -131,6 +132,34 @@ class ChannelsSim(BridgesSim):
                         self._write_dtmf(other, digit)
         elif channel.far is not None:
             self._write_dtmf(channel.far, digit)
+
+    def send_dtmf(
+        self, channel: Channel, dtmf: str, before: int, between: int, duration: int, after: int
+    ) -> None:
+        """``POST /channels/{id}/dtmf``, as Asterisk 22's control.c does it: the request is
+        queued on the channel (answered at once), and the channel's queued requests play one
+        after another. In a bridge Asterisk writes the digits straight out on the channel
+        (``ast_dtmf_stream_external``): its far end hears them, nobody else does, and no
+        ChannelDtmfReceived is raised. Each digit lasts ``duration`` ms with ``between`` ms
+        after it; ``w``/``W`` wait 0.5/1 s; the phone hears a digit when it ends."""
+        loop = asyncio.get_running_loop()
+        at = max(loop.time(), channel.dtmf_out_until) + max(before, 0) / 1000
+        gap = (between if between > 0 else 100) / 1000
+        for digit in dtmf:
+            if digit in "wW":
+                at += 0.5 if digit == "w" else 1.0
+                continue
+            if digit.upper() not in "0123456789*#ABCD":
+                continue
+            at += max(duration, 0) / 1000
+            loop.call_at(at, self._play_sent_digit, channel, digit.upper())
+            at += gap
+        channel.dtmf_out_until = at + max(after, 0) / 1000
+
+    def _play_sent_digit(self, channel: Channel, digit: str) -> None:
+        if not channel.gone:
+            self._write_dtmf(channel, digit)
+            self._touch()
 
     def _write_dtmf(self, channel: Channel, digit: str) -> None:
         """Asterisk sends a digit out on ``channel``: its far end hears it."""

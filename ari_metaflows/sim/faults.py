@@ -18,16 +18,23 @@ class FaultsSim(SimBase):
         self.dial_refusals = 0
         # (method, path regex) → seconds every matching request is held before it is served.
         self.stalls: dict[tuple[str, str], float] = {}
+        # (method, path regex) → seconds for the next matching requests, one each, in order
+        # (then none): requests in flight that a later one could overtake.
+        self.delays: dict[tuple[str, str], list[float]] = {}
         # (method, path regex) → (status, body) answered instead: a broken Asterisk or proxy.
         self.garbled: dict[tuple[str, str], tuple[int, str]] = {}
 
     def stalls_for(self, method: str, path: str) -> list[float]:
         """The holds (seconds) a request must wait out before it is served, in order."""
-        return [
+        holds = [
             seconds
             for (verb, pattern), seconds in list(self.stalls.items())
             if verb == method and re.fullmatch(pattern, path)
         ]
+        for (verb, pattern), queued in list(self.delays.items()):
+            if queued and verb == method and re.fullmatch(pattern, path):
+                holds.append(queued.pop(0))
+        return holds
 
     def garbled_for(self, method: str, path: str) -> tuple[int, str] | None:
         """The (status, body) answered instead of the real answer, if a fault says so."""

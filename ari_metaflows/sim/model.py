@@ -145,6 +145,7 @@ class Channel:
     create_args: list[str] = field(default_factory=list)
     bridge: Bridge | None = None
     absorb_dtmf: bool = False
+    dtmf_out_until: float = 0.0  # loop time the digits sent to it (sendDTMF) are played until
     bridge_mute: bool = False
     phone: Phone | None = None  # the phone at the far end of a PJSIP channel
     far: Channel | None = None  # the channel at the other end of a dialplan Dial / Local

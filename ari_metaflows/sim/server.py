@@ -301,13 +301,17 @@ class AriServer:
         duration: int | None = None,
         after: int | None = None,
     ) -> web.Response:
-        channel = self.core.require_channel(channelId)
         if not dtmf:
             return _error(400, "DTMF is required")
-        for digit in dtmf:
-            if digit in "0123456789*#ABCD":
-                self.core._write_dtmf(channel, digit)
-        self.core._touch()
+        channel = self.core.require_channel(channelId)  # 404 gone, 409 not in Stasis
+        self.core.send_dtmf(
+            channel,
+            dtmf,
+            before or 0,
+            100 if between is None else between,
+            100 if duration is None else duration,
+            after or 0,
+        )
         return web.Response(status=204)
 
     async def _set_flag(self, channel_id: str, apply: Callable[[Any], None]) -> web.Response:

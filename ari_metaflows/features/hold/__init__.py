@@ -82,7 +82,7 @@ async def hold(call: CallHandle, presser: str, moh_class: str | None, unhold_key
         await gateway.start_bridge_moh(bridge_id, moh_class)
     except (AriError, AriUnavailable) as exc:
         await call.ask(lambda: _unclaim(call))
-        await call.safely(gateway.add_to_bridge(bridge_id, [holder_channel]))
+        await call.safely(call.join_bridge(bridge_id, [presser]))
         raise ModuleFailed(f"cannot hold: {exc}") from exc
     logger.info("call %s: %s put the call on hold", call.id, presser)
     return "held"
@@ -103,7 +103,7 @@ async def resume(call: CallHandle, presser: str) -> str:
     if call.bridge_id is not None:
         await call.safely(gateway.stop_bridge_moh(call.bridge_id))
         if not holder.gone:
-            await call.safely(gateway.add_to_bridge(call.bridge_id, [holder.channel_id]))
+            await call.safely(call.join_bridge(call.bridge_id, [state.holder]))
     logger.info("call %s: resumed by %s", call.id, presser)
     return "resumed"
 

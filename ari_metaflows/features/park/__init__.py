@@ -278,16 +278,7 @@ class ParkFeature(BaseFeature):
         leg.in_stasis = leg.answered = True
         call.replace_leg(parker_role, leg, resolve=False)
         self._unpark_slot(call)
-        try:
-            if snapshot.get("state") != "Up":
-                await gateway.answer(channel_id)
-            await gateway.stop_bridge_moh(call.bridge_id)
-            await gateway.add_to_bridge(call.bridge_id, [channel_id])
-        except Gone:
-            return  # someone left meanwhile; their hangup event ends the call
-        leg.state = "Up"
-        call.set_phase(Phase.CONNECTED)
-        logger.info("call %s: slot %s retrieved by %s", call.id, state.slot, leg.name)
+        # Owners first: whose digits the bridge absorbs depends on the collectors.
         leg.identity, leg.metaflows = await call.owner_of(snapshot)
         parked_leg = call.legs[state.role]
         if parked_leg.identity is None:
@@ -295,6 +286,16 @@ class ParkFeature(BaseFeature):
                 {"id": parked_leg.channel_id, "name": parked_leg.name}
             )
         call.build_collectors()
+        try:
+            if snapshot.get("state") != "Up":
+                await gateway.answer(channel_id)
+            await gateway.stop_bridge_moh(call.bridge_id)
+            await call.join_bridge(call.bridge_id, [parker_role])
+        except Gone:
+            return  # someone left meanwhile; their hangup event ends the call
+        leg.state = "Up"
+        call.set_phase(Phase.CONNECTED)
+        logger.info("call %s: slot %s retrieved by %s", call.id, state.slot, leg.name)
 
     def send_parked_on(
         self, account_id: str, slot: str, context: str, extension: str, priority: int

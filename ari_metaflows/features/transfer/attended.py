@@ -22,6 +22,7 @@ from typing import Any
 from ...calls.feature import CallHandle
 from ...calls.leg import Leg, Role
 from ...calls.messages import LegGone
+from ...calls.relay import duration_of
 from ...errors import AriError, AriUnavailable, Gone
 from .schemas import TAKEBACK_DTMF, TIMEOUT_MS
 
@@ -58,7 +59,9 @@ class AttendedTransfer:
         self.transferor_gone = False
         self.consult_bridge: str | None = None
         self.ringback_id: str | None = None
-        self.digits = ""
+        # The transferor's digits that may still become the takeback code: held back from
+        # the target (SPEC §5.6), dropped on a takeback, relayed as soon as they cannot be one.
+        self.pending: list[tuple[str, int]] = []
         self.state = "starting"  # → ringing → talking → done
 
     # -- which events are ours (called by the owner task) -------------------------------------
@@ -163,13 +166,16 @@ class AttendedTransfer:
         channel_id = channel.get("id")
         legs = self.call.legs
         if kind == "ChannelDtmfReceived":
-            if channel_id == legs[self.transferor].channel_id:
-                self.digits = (self.digits + str(event.get("digit", "")))[-16:]
-                if self.digits.endswith(self.request.takeback_dtmf):
-                    logger.info("call %s: takeback by %s", self.call.id, self.transferor)
-                    await self._hang_up_target()
-                    await self._take_back()
-                    return "taken_back"
+            digit = str(event.get("digit", ""))
+            if (
+                channel_id == legs[self.transferor].channel_id
+                and len(digit) == 1
+                and self._takeback_digit(digit, duration_of(event.get("duration_ms")))
+            ):
+                logger.info("call %s: takeback by %s", self.call.id, self.transferor)
+                await self._hang_up_target()
+                await self._take_back()
+                return "taken_back"
             return None
         if kind == "Dial":
             status = event.get("dialstatus")
@@ -206,6 +212,19 @@ class AttendedTransfer:
             return await self._target_failed("hangup")
         return None
 
+    def _takeback_digit(self, digit: str, duration_ms: int) -> bool:
+        """True when the transferor's digits end with the takeback code. What can no longer
+        be part of it goes on to whom the transferor talks to (nobody while it rings)."""
+        takeback = self.request.takeback_dtmf
+        pending = self.pending
+        pending.append((digit, duration_ms))
+        while pending and not takeback.startswith("".join(d for d, _ in pending)):
+            self.call.relay_digits(self.transferor, (pending.pop(0),))
+        if pending and len(pending) == len(takeback):
+            pending.clear()
+            return True
+        return False
+
     def _role_of(self, channel_id: str | None) -> str | None:
         for role in (self.transferor, self.transferee):
             if self.call.legs[role].channel_id == channel_id:
@@ -224,8 +243,14 @@ class AttendedTransfer:
         self.call.track_bridge(bridge_id)
         try:
             self.consult_bridge = await gateway.create_bridge("mixing,dtmf_events", bridge_id)
-            await gateway.add_to_bridge(
-                self.consult_bridge, [self.call.legs[self.transferor].channel_id, self.target_id]
+            # The transferor's digits are absorbed: the takeback code never reaches the
+            # target (unless its metaflows pass digits through, SPEC §5.6).
+            metaflows = self.call.legs[self.transferor].metaflows
+            passthrough = metaflows is not None and metaflows.dtmf_passthrough
+            await self.call.join_bridge(
+                self.consult_bridge,
+                [self.transferor, Role.TRANSFER_TARGET],
+                absorb=() if passthrough else (self.transferor,),
             )
         except Gone:
             return None  # someone left meanwhile: their event follows
@@ -317,7 +342,7 @@ class AttendedTransfer:
             await self.call.safely(gateway.destroy_bridge(self.consult_bridge))
         if call.bridge_id is not None:
             await self.call.safely(gateway.stop_bridge_moh(call.bridge_id))
-            await self.call.safely(gateway.add_to_bridge(call.bridge_id, [self.target_id]))
+            await self.call.safely(call.join_bridge(call.bridge_id, [Role.TRANSFER_TARGET]))
         await self._adopt_target(self.transferor, call.bridge_id)
         logger.info("call %s: transfer completed", call.id)
 
@@ -331,9 +356,7 @@ class AttendedTransfer:
             self.consult_bridge = None
         if call.bridge_id is not None:
             await self.call.safely(gateway.stop_bridge_moh(call.bridge_id))
-            await self.call.safely(
-                gateway.add_to_bridge(call.bridge_id, [call.legs[self.transferor].channel_id])
-            )
+            await self.call.safely(call.join_bridge(call.bridge_id, [self.transferor]))
         await self.finished()
 
     async def _hang_up_target(self) -> None:
