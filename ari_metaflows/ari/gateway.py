@@ -245,6 +245,41 @@ class AriGateway:
             "channels", "mute" if muted else "unmute", channelId=channel_id, direction=direction
         )
 
+    async def snoop(
+        self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
+    ) -> dict[str, Any]:
+        """A snoop channel on ``channel_id`` that enters our app (StasisStart with ``app_args``)
+        hearing what the channel says (``in``), hears (``out``) or both: an audiohook on the
+        channel, as MixMonitor uses, so the channel's bridge gets no extra member."""
+        return self._json(
+            await self._call(
+                "channels",
+                "snoopChannelWithId",
+                channelId=channel_id,
+                snoopId=snoop_id,
+                spy=spy,
+                app=self.app,
+                appArgs=app_args,
+            )
+        )
+
+    async def record_channel(
+        self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
+    ) -> dict[str, Any]:
+        """Record what a channel (here: a snoop channel) carries; an existing name fails."""
+        return self._json(
+            await self._call(
+                "channels",
+                "record",
+                channelId=channel_id,
+                name=name,
+                format=fmt,
+                maxDurationSeconds=max_duration,
+                ifExists="fail",
+                beep=_flag(False),
+            )
+        )
+
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self._call("channels", "startMoh", channelId=channel_id, mohClass=moh_class)
 

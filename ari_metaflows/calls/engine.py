@@ -28,7 +28,7 @@ from .call import CALLEE, CALLER, Call
 from .collector import Match
 from .feature import FeatureRegistry
 from .identity import identity_of
-from .leg import Leg, Phase
+from .leg import Leg, Phase, Role
 from .messages import Adopted, LegGone, Refresh, RunNode
 from .settings import CallTimeouts, EngineSettings
 
@@ -150,8 +150,9 @@ class CallEngine:
         if entry is not None:
             self._detached(entry(self, channel, args))
             return
-        # A callee of a call that already ended, or a Stasis() we don't understand.
-        if args[:1] == [CALLEE]:
+        # A callee or a recorder (snoop) of a call that already ended, or a Stasis() we don't
+        # understand. A recorder is never a new call.
+        if args[:1] == [CALLEE] or args[:1] == [Role.RECORDER]:
             self._detached(self._hangup(channel["id"]))
         else:
             logger.warning(

@@ -15,6 +15,7 @@ class Role(StrEnum):
     CALLER = "caller"
     CALLEE = "callee"
     TRANSFER_TARGET = "transfer_target"  # rings (then consults) during an attended transfer
+    RECORDER = "recorder"  # a snoop channel recording a party's side (never a party)
 
 
 class Phase(StrEnum):

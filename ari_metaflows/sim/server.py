@@ -388,6 +388,34 @@ class AriServer:
         recording = self.core.record(channel, name, format, maxDurationSeconds, ifExists)
         return _json(recording.json(), 201)
 
+    async def _op_channels_snoopChannel(
+        self,
+        channelId: str,
+        app: str,
+        spy: str | None = None,
+        whisper: str | None = None,
+        appArgs: str | None = None,
+        snoopId: str | None = None,
+    ) -> web.Response:
+        spied = self.core.require_channel(channelId, in_stasis=False)
+        snoop = self.core.snoop(
+            spied, spy=spy, whisper=whisper, app=app, app_args=appArgs, snoop_id=snoopId
+        )
+        return _json(self.core.snapshot(snoop))
+
+    async def _op_channels_snoopChannelWithId(
+        self,
+        channelId: str,
+        snoopId: str,
+        app: str,
+        spy: str | None = None,
+        whisper: str | None = None,
+        appArgs: str | None = None,
+    ) -> web.Response:
+        return await self._op_channels_snoopChannel(
+            channelId, app, spy=spy, whisper=whisper, appArgs=appArgs, snoopId=snoopId
+        )
+
     async def _op_channels_getChannelVar(
         self,
         channelId: str,
