@@ -147,7 +147,7 @@ class RealBench:
         self.database = contextlib.ExitStack()
         self.uas: asyncio.subprocess.Process | None = None
         self.phases: list[Phase] = []
-        self.profile = cProfile.Profile() if args.profile else None
+        self.profile = cProfile.Profile(time.process_time) if args.profile else None
         self.problems: list[str] = []
 
     async def start(self) -> None:
@@ -309,7 +309,7 @@ class RealBench:
         )
         figures: dict[str, Any] = {}
         checks: dict[str, Any] = {}
-        for path in ("native", "app"):
+        for path in self.args.paths.split(","):
             for code in (False, True):
                 phase = Phase(path, code)
                 since = time.time() - 1
@@ -363,6 +363,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--calls", type=int, default=40, help="concurrent calls per phase")
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each call lasts")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    parser.add_argument("--paths", default="native,app", help="which paths to run, in order")
     parser.add_argument("--sip", default=os.environ.get("BENCH_SIP", "127.0.0.1:5060"))
     parser.add_argument("--ari-url", default=os.environ.get("ARI_URL", ""))
     parser.add_argument("--ari-username", default=os.environ.get("ARI_USERNAME", ""))

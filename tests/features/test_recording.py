@@ -91,7 +91,8 @@ async def test_toggle_twice_records_both_parties_and_completes_the_row(
     assert done.duration > 0.2
     core = sim_core(service)
     if core is not None:
-        (request,) = requests_to(service, "/record")
+        *_retried, request = requests_to(service, "/record")  # repeated while the snoop
+        assert {q["name"] for q in _retried} <= {done.name}  # channel enters Stasis
         assert request["name"] == done.name
         assert request["format"] == "wav"
         assert request["maxDurationSeconds"] == "10800"
@@ -113,7 +114,8 @@ async def test_start_twice_makes_one_recording_and_stop_ends_it(
     await service.wait_matches(2)
     await asyncio.sleep(0.1)
     assert current_recording(call) is first
-    assert len(requests_to(service, "/record")) in (0, 1)
+    # one recording (a record request may be repeated while the snoop channel enters Stasis)
+    assert len({q["name"] for q in requests_to(service, "/record") if q}) in (0, 1)
     await alice.press("*7", FAST)
     await wait_until(lambda: current_recording(call) is None)
     (row,) = await rows(service, db)
