@@ -63,6 +63,8 @@ class Phase:
     asterisk_s: float = 0.0
     service_s: float = 0.0
     wall_s: float = 0.0
+    events: int = 0  # ARI events the service received
+    requests: int = 0  # ARI requests the service made
 
     @property
     def label(self) -> str:
@@ -78,6 +80,8 @@ class Phase:
             "asterisk_ms_per_call": round(self.per_call_ms(self.asterisk_s), 2),
             "service_ms_per_call": round(self.per_call_ms(self.service_s), 2),
             "total_ms_per_call": round(self.per_call_ms(self.asterisk_s + self.service_s), 2),
+            "ari_events_per_call": round(self.events / max(self.ok_calls, 1), 1),
+            "ari_requests_per_call": round(self.requests / max(self.ok_calls, 1), 1),
             "wall_s": round(self.wall_s, 1),
         }
 
@@ -225,6 +229,9 @@ class RealBench:
         engine = self.service.engine
         await asyncio.sleep(1.0)  # let the previous phase's hangups settle
         asterisk0, service0, wall0 = cpu_seconds(self.asterisk_pid), time.process_time(), time.time()
+        metrics = self.service.engine.metrics
+        gateway = self.service.engine.gateway
+        events0, requests0 = metrics.ari_events, gateway.requests
         if self.profile is not None and phase.path == "app":
             self.profile.enable()
         process = await asyncio.create_subprocess_exec(
@@ -245,14 +252,16 @@ class RealBench:
         await asyncio.sleep(0.5)  # Asterisk tears the last channels down
         if self.profile is not None:
             self.profile.disable()
-        phase.wall_s = time.time() - wall0
-        phase.asterisk_s = cpu_seconds(self.asterisk_pid) - asterisk0
-        phase.service_s = time.process_time() - service0
-        phase.calls = calls
-        phase.ok_calls = calls if status == 0 else self._successful(phase)
+        phase.wall_s += time.time() - wall0
+        phase.asterisk_s += cpu_seconds(self.asterisk_pid) - asterisk0
+        phase.service_s += time.process_time() - service0
+        phase.events += metrics.ari_events - events0
+        phase.requests += gateway.requests - requests0
+        phase.calls += calls
+        phase.ok_calls += calls if status == 0 else self._successful(phase)
         if status != 0:
             self.problems.append(f"{phase.label}: sipp exit status {status}")
-        print(f"  {phase.label:<24} {json.dumps(phase.figures())}", flush=True)
+        print(f"  {phase.label:<24} ({phase.calls} calls so far) done", flush=True)
 
     def _stats(self, phase: Phase) -> Path:
         return self.workdir / f"uac-{phase.path}-{'record' if phase.code else 'none'}.csv"
@@ -309,20 +318,27 @@ class RealBench:
         )
         figures: dict[str, Any] = {}
         checks: dict[str, Any] = {}
-        for path in self.args.paths.split(","):
-            for code in (False, True):
-                phase = Phase(path, code)
+        phases = {
+            (path, code): Phase(path, code)
+            for path in self.args.paths.split(",")
+            for code in (False, True)
+        }
+        self.phases = list(phases.values())
+        for _ in range(self.args.rounds):  # alternated, so drifts of the machine hit both paths
+            for phase in self.phases:
                 since = time.time() - 1
                 await self.run_phase(phase)
-                self.phases.append(phase)
-                figures[f"{path}_{'record' if code else 'none'}"] = phase.figures()
-                if path == "app" and code:
-                    checks = await self.check_recordings(since)
-                    if checks["files_with_both_parties"] < phase.ok_calls:
-                        self.problems.append(
-                            f"{phase.ok_calls} calls pressed *9, "
-                            f"{checks['files_with_both_parties']} files with both parties"
-                        )
+                if phase.path == "app" and phase.code:
+                    found = await self.check_recordings(since)
+                    checks = {k: checks.get(k, 0) + v for k, v in found.items()}
+        for phase in self.phases:
+            figures[f"{phase.path}_{'record' if phase.code else 'none'}"] = phase.figures()
+        app_record = phases.get(("app", True))
+        if app_record is not None and checks.get("files_with_both_parties", 0) < app_record.ok_calls:
+            self.problems.append(
+                f"{app_record.ok_calls} calls pressed *9, "
+                f"{checks.get('files_with_both_parties', 0)} files with both parties"
+            )
         return {"phases": figures, "recordings": checks, "ratios": self.ratios()}
 
     def ratios(self) -> dict[str, float]:
@@ -340,11 +356,12 @@ class RealBench:
 
 
 def report(results: dict[str, Any]) -> None:
-    print("\nCPU per call (ms)            Asterisk  service    total")
+    print("\nper call                     Asterisk  service    total  (CPU ms)  events  requests")
     for name, figures in results["phases"].items():
         print(
             f"  {name:<26} {figures['asterisk_ms_per_call']:>8}  "
             f"{figures['service_ms_per_call']:>7}  {figures['total_ms_per_call']:>7}"
+            f"            {figures['ari_events_per_call']:>6}  {figures['ari_requests_per_call']:>8}"
         )
     ratios = results["ratios"]
     print("\ntargets (issue 20)             measured  target")
@@ -361,6 +378,7 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="./dev bench --real", description=__doc__.split("\n")[0])
     parser.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=40, help="concurrent calls per phase")
+    parser.add_argument("--rounds", type=int, default=1, help="alternated rounds of all phases")
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each call lasts")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     parser.add_argument("--paths", default="native,app", help="which paths to run, in order")

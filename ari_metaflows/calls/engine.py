@@ -36,6 +36,23 @@ __all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
 
 logger = logging.getLogger(__name__)
 
+# The event types the call core acts on (features add theirs: FeatureRegistry.by_event). The
+# app asks Asterisk for these only (ARI eventFilter); an interceptor (an attended transfer)
+# sees the same types.
+CORE_EVENTS = frozenset(
+    {
+        "StasisStart",
+        "StasisEnd",
+        "ChannelDestroyed",
+        "ChannelStateChange",
+        "Dial",
+        "ChannelDtmfReceived",
+        "BridgeDestroyed",
+        "PlaybackFinished",
+        "ApplicationReplaced",
+    }
+)
+
 
 class CallEngine:
     def __init__(
@@ -234,8 +251,18 @@ class CallEngine:
 
     # -- reconnection ------------------------------------------------------------------------
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Every ARI event type the call core and the features act on."""
+        return CORE_EVENTS | frozenset(self.features.by_event)
+
     async def on_connected(self, gateway: AriGateway, restarted: bool) -> None:
         self.gateway = gateway
+        try:
+            await gateway.set_event_filter(self.event_types)
+        except (AriError, AriUnavailable, AttributeError) as exc:
+            # An Asterisk without eventFilter (before 16.3) sends everything: still correct.
+            logger.info("ARI event filter not set (%s); receiving every event type", exc)
         if restarted:
             for call in list(self.calls.values()):
                 if call.task is not None:

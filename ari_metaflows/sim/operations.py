@@ -54,6 +54,13 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation(
         "applications", "/applications/{applicationName}", "GET", "get", (_path("applicationName"),)
     ),
+    Operation(
+        "applications",
+        "/applications/{applicationName}/eventFilter",
+        "PUT",
+        "filter",
+        (_path("applicationName"), Param("filter", "body", "object")),
+    ),
     Operation("channels", "/channels", "GET", "list"),
     Operation(
         "channels",
@@ -263,6 +270,7 @@ RESPONSE_CLASSES = {
     ("asterisk", "ping"): "AsteriskPing",
     ("applications", "list"): "List[Application]",
     ("applications", "get"): "Application",
+    ("applications", "filter"): "Application",
     ("channels", "list"): "List[Channel]",
     ("channels", "create"): "Channel",
     ("channels", "get"): "Channel",

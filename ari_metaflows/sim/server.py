@@ -156,6 +156,10 @@ class AriServer:
                     return _error(400, "Request body is not valid JSON")
                 if isinstance(body, dict) and isinstance(body.get("variables"), dict):
                     args["variables"] = {str(k): str(v) for k, v in body["variables"].items()}
+                if any(p.name == "filter" for p in op.params):
+                    if not isinstance(body, dict):
+                        return _error(400, "Invalid filter")
+                    args["filter"] = body
             response: web.StreamResponse = await method(**args)
             return response
 
@@ -227,6 +231,15 @@ class AriServer:
         return _json([self.core.application_json(name) for name in sorted(self.core.known_apps)])
 
     async def _op_applications_get(self, applicationName: str) -> web.Response:
+        return _json(self.core.application_json(applicationName))
+
+    async def _op_applications_filter(
+        self, applicationName: str, filter: dict[str, Any] | None = None
+    ) -> web.Response:
+        allowed = (filter or {}).get("allowed")
+        if allowed is not None and not isinstance(allowed, list):
+            return _error(400, "Invalid filter")
+        self.core.set_event_filter(applicationName, allowed)
         return _json(self.core.application_json(applicationName))
 
     # -- operations: channels ------------------------------------------------------------------
