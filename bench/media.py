@@ -52,9 +52,7 @@ def write_pcap(path: Path, hz: float, seconds: float, dtmf: str = "", dtmf_at: f
     """``seconds`` of a ``hz`` tone as 20 ms PCMU packets; ``dtmf`` as RFC 4733 events from
     ``dtmf_at`` s (100 ms per digit, 100 ms apart; the tone pauses meanwhile)."""
     packets = int(seconds / PTIME)
-    table = bytes(
-        _ulaw(int(8000 * math.sin(2 * math.pi * hz * n / RATE))) for n in range(RATE)
-    )
+    table = bytes(_ulaw(int(8000 * math.sin(2 * math.pi * hz * n / RATE))) for n in range(RATE))
     events: dict[int, tuple[int, int, int, bool]] = {}  # packet → (event, start ts, dur, end)
     first = int(dtmf_at / PTIME)
     for index, digit in enumerate(dtmf):

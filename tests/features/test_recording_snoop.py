@@ -82,7 +82,7 @@ async def test_the_snoop_leg_belongs_to_the_call_and_the_bridge_stays_two_party(
     assert not bridge.recordings
     # A leg of the call with the recorder role, not a party and not a call of its own.
     assert list(service.engine.calls.values()) == [call]
-    ((role, leg),) = recorder_legs(call).items()
+    ((_role, leg),) = recorder_legs(call).items()
     assert (leg.channel_id, leg.party) == (snoop.id, False)
     assert service.engine._by_channel[snoop.id] is call
     assert snoop.id not in {view["id"] for view in service.engine.legs_of_account(ACCOUNT)}
@@ -182,7 +182,8 @@ async def test_a_refused_record_hangs_the_snoop_up_and_fails_the_row(
     assert current_recording(call) is None
     (row,) = await rows(service, db)
     assert row.state == "failed"
-    assert row.failure_cause is not None and "422" in row.failure_cause
+    assert row.failure_cause is not None
+    assert "422" in row.failure_cause
     assert len(requests_to(service, "/record")) == 1  # not retried: only 409 is
     await wait_until(lambda: not recorder_legs(call))
     # The call goes on and a later recording works.

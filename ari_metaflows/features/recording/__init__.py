@@ -2,8 +2,8 @@
 recording of a call, made through a snoop channel on the presser's side (recorder.py).
 
 Per-call state: a ``CallRecorder`` in ``call.feature_state["recording"]``, made on first use.
-Reacts to its snoop leg's departure, to RecordingFinished/RecordingFailed, stops when the call's media leaves its bridge (a transfer, a
-park, sent on) and when the call ends.
+Reacts to its snoop leg's departure and to RecordingFinished/RecordingFailed; stops when the
+call's media leaves its bridge (a transfer, a park, sent on) and when the call ends.
 """
 
 from __future__ import annotations
