@@ -465,6 +465,10 @@ def machine() -> dict[str, Any]:
 
 
 async def main() -> int:
+    if "--real" in sys.argv[1:]:  # against a real Asterisk with sipp (bench/real.py)
+        from .real import main as real_main
+
+        return await real_main(sys.argv[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--calls", type=int, default=1000, help="calls for set-up, dispatch, storm")
     parser.add_argument("--legs", type=int, default=10_000, help="legs to grow to")

@@ -89,11 +89,9 @@ class AriConnection:
             self.url, self._username, self._password, self.app, self.timeouts
         )
         self.gateway = gateway
-        client = gateway.client
-        client.on_event("*", self._receive)
-        runner = asyncio.create_task(client.run(apps=self.app))
+        runner = asyncio.create_task(gateway.run_events(self._receive))
         try:
-            await self._wait_for_websocket(client, runner)
+            await self._wait_for_websocket(gateway, runner)
             info = await gateway.info()
             startup = info.get("status", {}).get("startup_time")
             restarted = self._startup_time is not None and startup != self._startup_time
@@ -125,9 +123,9 @@ class AriConnection:
             "ARI_URL=http://127.0.0.1:8088 ARI_USERNAME=asterisk ARI_PASSWORD=secret"
         )
 
-    async def _wait_for_websocket(self, client: Any, runner: asyncio.Task[None]) -> None:
+    async def _wait_for_websocket(self, gateway: AriGateway, runner: asyncio.Task[None]) -> None:
         async with asyncio.timeout(self.timeouts.connect):
-            while not client.websockets:
+            while not gateway.websockets:
                 if runner.done():
                     runner.result()  # raises why the websocket could not open
                     raise ConnectionError("websocket closed at once")

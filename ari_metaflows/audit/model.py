@@ -59,7 +59,7 @@ class MetaflowEvent:
 
     def record(self) -> tuple[Any, ...]:
         """The row in column order, for the batch insert."""
-        values = asdict(self)
+        values = dict(vars(self))  # not asdict(): no deep copy needed for a row
         values["steps"] = json.dumps([list(step) for step in self.steps])
         return tuple(values[column] for column in COLUMNS)
 

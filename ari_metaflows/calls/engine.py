@@ -29,13 +29,32 @@ from .call import CALLEE, CALLER, Call
 from .collector import Match
 from .feature import FeatureRegistry
 from .identity import identity_of
-from .leg import Leg, Phase
+from .leg import Leg, Phase, Role
 from .messages import Adopted, LegGone, Refresh, RunNode
 from .settings import CallTimeouts, EngineSettings
 
 __all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
 
 logger = logging.getLogger(__name__)
+
+# The event types the call core acts on (features add theirs: FeatureRegistry.by_event). The
+# app asks Asterisk for these only (ARI eventFilter); an interceptor (an attended transfer)
+# sees the same types.
+CORE_EVENTS = frozenset(
+    {
+        "StasisStart",
+        "StasisEnd",
+        "ChannelDestroyed",
+        "ChannelStateChange",
+        "Dial",
+        "ChannelDtmfReceived",
+        "BridgeDestroyed",
+        "ChannelEnteredBridge",  # which bridge a leg is in: where its relayed digits go
+        "ChannelLeftBridge",
+        "PlaybackFinished",
+        "ApplicationReplaced",
+    }
+)
 
 
 class CallEngine:
@@ -155,8 +174,9 @@ class CallEngine:
         if entry is not None:
             self._detached(entry(self, channel, args))
             return
-        # A callee of a call that already ended, or a Stasis() we don't understand.
-        if args[:1] == [CALLEE]:
+        # A callee or a recorder (snoop) of a call that already ended, or a Stasis() we don't
+        # understand. A recorder is never a new call.
+        if args[:1] == [CALLEE] or args[:1] == [Role.RECORDER]:
             self._detached(self._hangup(channel["id"]))
         else:
             logger.warning(
@@ -238,8 +258,18 @@ class CallEngine:
 
     # -- reconnection ------------------------------------------------------------------------
 
+    @property
+    def event_types(self) -> frozenset[str]:
+        """Every ARI event type the call core and the features act on."""
+        return CORE_EVENTS | frozenset(self.features.by_event)
+
     async def on_connected(self, gateway: AriGateway, restarted: bool) -> None:
         self.gateway = gateway
+        try:
+            await gateway.set_event_filter(self.event_types)
+        except (AriError, AriUnavailable, AttributeError) as exc:
+            # An Asterisk without eventFilter (before 16.3) sends everything: still correct.
+            logger.info("ARI event filter not set (%s); receiving every event type", exc)
         if restarted:
             for call in list(self.calls.values()):
                 if call.task is not None:

@@ -18,6 +18,7 @@ class Role(StrEnum):
     # rings during an intercept or a move (one per device: "takeover-1", "takeover-2", ...),
     # then takes the intercepted or moved leg's place
     TAKEOVER = "takeover"
+    RECORDER = "recorder"  # a snoop channel recording a party's side (never a party)
 
 
 class Phase(StrEnum):

@@ -74,6 +74,7 @@ class SimBase:
         self.bridges: dict[str, Bridge] = {}
         self.playbacks: dict[str, Playback] = {}
         self.live_recordings: dict[str, LiveRecording] = {}
+        self.event_filters: dict[str, frozenset[str]] = {}  # app → event types it allows
         self.stored_recordings: dict[str, StoredRecording] = {}
         self.known_apps: set[str] = set()
         self.connections: list[AppConnection] = []
@@ -125,6 +126,9 @@ class SimBase:
             )
             if connection is None:
                 continue  # no websocket: the event is lost, as with Asterisk
+            allowed = self.event_filters.get(app)
+            if allowed is not None and event_type not in allowed:
+                continue  # the app's eventFilter leaves it out
             event = {
                 "type": event_type,
                 "timestamp": ari_time(time.time()),
@@ -187,9 +191,24 @@ class SimBase:
             "bridge_ids": [b.id for b in self.bridges.values() if name in b.subscribers],
             "endpoint_ids": [],
             "device_names": [],
-            "events_allowed": [],
+            "events_allowed": [{"type": t} for t in sorted(self.event_filters.get(name, ()))],
             "events_disallowed": [],
         }
+
+    def set_event_filter(self, name: str, allowed: list[Any] | None) -> None:
+        """PUT /applications/{app}/eventFilter: only ``allowed`` event types reach the app
+        (an empty or absent list: every type, as Asterisk does)."""
+        if name not in self.known_apps:
+            raise SimError(404, "Application does not exist.")
+        types: set[str] = set()
+        for item in allowed or []:
+            if not isinstance(item, dict) or not isinstance(item.get("type"), str):
+                raise SimError(400, "Invalid filter")
+            types.add(item["type"])
+        if types:
+            self.event_filters[name] = frozenset(types)
+        else:
+            self.event_filters.pop(name, None)
 
     def info_json(self) -> dict[str, Any]:
         return {

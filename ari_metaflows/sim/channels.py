@@ -219,6 +219,59 @@ class ChannelsSim(BridgesSim):
         self._touch()
         return channel
 
+    def snoop(
+        self,
+        spied: Channel,
+        *,
+        spy: str | None,
+        whisper: str | None,
+        app: str,
+        app_args: str | None,
+        snoop_id: str | None,
+    ) -> Channel:
+        """A snoop channel on ``spied``, as Asterisk 22's ``stasis_app_control_snoop``: the spied
+        channel need not be in Stasis; the snoop channel is Up at once and enters ``app`` with
+        StasisStart (carrying ``appArgs``) a moment after the answer, from its own thread."""
+        directions = ("none", "both", "out", "in")
+        spy, whisper = spy or "none", whisper or "none"
+        if spy not in directions:
+            raise SimError(400, "Invalid direction specified for spy")
+        if whisper not in directions:
+            raise SimError(400, "Invalid direction specified for whisper")
+        if spy == "none" and whisper == "none":
+            raise SimError(400, "Direction must be specified for at least spy or whisper")
+        if not app:
+            raise SimError(400, "Application name is required")
+        if snoop_id is not None and snoop_id in self.channels:
+            raise SimError(500, "Snoop channel could not be created")
+        now = time.time()
+        channel = Channel(
+            id=snoop_id or self._new_channel_id(),
+            name=f"Snoop/{spied.id}-{next(self._names):08x}",
+            tech="Snoop",
+            resource=spied.id,
+            created=now,
+            state="Up",
+            spied=spied,
+            spy=spy,
+            whisper=whisper,
+        )
+        args = app_args.split(",") if app_args else []
+        channel.dialplan.app_name = "Stasis"
+        channel.dialplan.app_data = ",".join([app, *args])
+        spied.snoops.append(channel)
+        self.channels[channel.id] = channel
+
+        def enter() -> None:
+            if channel.gone:
+                return
+            channel.app = app
+            self._channel_event(channel, "StasisStart", args=args)
+
+        self._later(0.001, enter)
+        self._touch()
+        return channel
+
     def dial(self, channel: Channel, caller_id: str | None, timeout: int) -> None:
         if channel.dial_started or channel.state != "Down" or channel.create_app is None:
             raise SimError(409, "Channel cannot be dialed.")
@@ -394,6 +447,10 @@ class ChannelsSim(BridgesSim):
         )
         channel.subscribers.clear()
         self.channels.pop(channel.id, None)
+        if channel.spied is not None and channel in channel.spied.snoops:
+            channel.spied.snoops.remove(channel)
+        for snoop in list(channel.snoops):  # the audiohook goes with the spied channel
+            self._hangup(snoop, cause=16, soft=False)
         far = channel.far
         if far is not None and not far.gone:
             far.far = None

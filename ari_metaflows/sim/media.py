@@ -175,15 +175,40 @@ class MediaSim(FaultsSim):
     def _record_heard(self, bridge: Bridge) -> None:
         for recording in bridge.recordings:
             self._record_heard_one(recording)
+        for member in bridge.channels:  # snoops on a member hear the bridge through it
+            for snoop in member.snoops:
+                for recording in list(self.live_recordings.values()):
+                    if recording.target is snoop:
+                        self._record_heard_one(recording)
 
     def _record_heard_one(self, recording: LiveRecording) -> None:
         if recording.state != "recording" or recording.muted:
             return
         target = recording.target
-        members = target.channels if isinstance(target, Bridge) else [target]
+        if isinstance(target, Bridge):
+            members = target.channels
+        elif target.spied is not None:
+            members = self._spied_voices(target)
+        else:
+            members = [target]
         for channel in members:
             if "in" not in channel.muted and not channel.bridge_mute:
                 recording.heard.add(self.party_name(channel))
+
+    @staticmethod
+    def _spied_voices(snoop: Channel) -> list[Channel]:
+        """Whose voices a snoop channel carries: with ``in`` what the spied channel says, with
+        ``out`` what it hears (the other members of its bridge, or its dialplan peer)."""
+        spied = snoop.spied
+        if spied is None or spied.gone:
+            return []
+        voices = [spied] if snoop.spy in ("in", "both") else []
+        if snoop.spy in ("out", "both") and "out" not in spied.muted:
+            if spied.bridge is not None:
+                voices += [c for c in spied.bridge.channels if c is not spied]
+            elif spied.far is not None and spied.far.state == "Up":
+                voices.append(spied.far)
+        return voices
 
     def _finish_recording(self, recording: LiveRecording, state: str) -> None:
         if recording.state in ("done", "failed", "canceled"):

@@ -161,6 +161,11 @@ class Channel:
     gone: bool = False
     hangup_cause: int | None = None
     history: list[str] = field(default_factory=list)  # dialplan applications run
+    # A snoop channel (POST /channels/{id}/snoop): the channel it spies on, and how.
+    spied: Channel | None = None
+    spy: str = "none"  # what of the spied channel it hears: in (says), out (hears), both
+    whisper: str = "none"
+    snoops: list[Channel] = field(default_factory=list)  # snoop channels spying on this one
 
     @property
     def apps(self) -> set[str]:

@@ -156,6 +156,10 @@ class AriServer:
                     return _error(400, "Request body is not valid JSON")
                 if isinstance(body, dict) and isinstance(body.get("variables"), dict):
                     args["variables"] = {str(k): str(v) for k, v in body["variables"].items()}
+                if any(p.name == "filter" for p in op.params):
+                    if not isinstance(body, dict):
+                        return _error(400, "Invalid filter")
+                    args["filter"] = body
             response: web.StreamResponse = await method(**args)
             return response
 
@@ -227,6 +231,15 @@ class AriServer:
         return _json([self.core.application_json(name) for name in sorted(self.core.known_apps)])
 
     async def _op_applications_get(self, applicationName: str) -> web.Response:
+        return _json(self.core.application_json(applicationName))
+
+    async def _op_applications_filter(
+        self, applicationName: str, filter: dict[str, Any] | None = None
+    ) -> web.Response:
+        allowed = (filter or {}).get("allowed")
+        if allowed is not None and not isinstance(allowed, list):
+            return _error(400, "Invalid filter")
+        self.core.set_event_filter(applicationName, allowed)
         return _json(self.core.application_json(applicationName))
 
     # -- operations: channels ------------------------------------------------------------------
@@ -391,6 +404,34 @@ class AriServer:
             )
         recording = self.core.record(channel, name, format, maxDurationSeconds, ifExists)
         return _json(recording.json(), 201)
+
+    async def _op_channels_snoopChannel(
+        self,
+        channelId: str,
+        app: str,
+        spy: str | None = None,
+        whisper: str | None = None,
+        appArgs: str | None = None,
+        snoopId: str | None = None,
+    ) -> web.Response:
+        spied = self.core.require_channel(channelId, in_stasis=False)
+        snoop = self.core.snoop(
+            spied, spy=spy, whisper=whisper, app=app, app_args=appArgs, snoop_id=snoopId
+        )
+        return _json(self.core.snapshot(snoop))
+
+    async def _op_channels_snoopChannelWithId(
+        self,
+        channelId: str,
+        snoopId: str,
+        app: str,
+        spy: str | None = None,
+        whisper: str | None = None,
+        appArgs: str | None = None,
+    ) -> web.Response:
+        return await self._op_channels_snoopChannel(
+            channelId, app, spy=spy, whisper=whisper, appArgs=appArgs, snoopId=snoopId
+        )
 
     async def _op_channels_getChannelVar(
         self,

@@ -1,9 +1,9 @@
 """Recording feature: ``record_call`` — start, stop, toggle (the default), mask and unmask the
-recording of the call's bridge.
+recording of a call, made through a snoop channel on the presser's side (recorder.py).
 
 Per-call state: a ``CallRecorder`` in ``call.feature_state["recording"]``, made on first use.
-Reacts to RecordingFinished/RecordingFailed, stops when the call's media leaves its bridge
-(a transfer, a park, sent on) and when the call ends.
+Reacts to its snoop leg's departure and to RecordingFinished/RecordingFailed; stops when the
+call's media leaves its bridge (a transfer, a park, sent on) and when the call ends.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from ...calls.feature import BaseFeature, CallHandle, ModuleContext, ModuleSpec
 from ...errors import ModuleFailed
 from ...recordings import Recording, RecordingJournal
-from .recorder import CallRecorder, owner_of
+from .recorder import CallRecorder, is_recorder, owner_of
 from .schemas import ACTION, FORMAT, MAX_RECORDING_SECONDS, RECORD_CALL, record_call_check
 
 NAME = "recording"
@@ -69,11 +69,12 @@ class RecordingFeature(BaseFeature):
         if action == "start":
             leg = call.legs.get(presser)
             identity = leg.identity if leg else None
-            if identity is None:
+            if leg is None or identity is None:
                 raise ModuleFailed("the presser has no account to own the recording")
             return await recorder.start(
+                call,
                 gateway,
-                call.bridge_id if call.phase == "connected" else None,
+                leg,
                 identity,
                 [leg.channel_id for leg in call.legs.values() if leg.party and not leg.gone],
                 fmt=str(options.get("format", FORMAT)),
@@ -81,7 +82,7 @@ class RecordingFeature(BaseFeature):
                 label=options.get("label"),
             )
         if action == "stop":
-            return await recorder.stop(gateway)
+            return await recorder.stop(call, gateway)
         if action in ("mask", "unmask"):
             return await recorder.mask(gateway, action == "mask")
         raise ModuleFailed(f"unknown record_call action {action!r}")
@@ -91,15 +92,25 @@ class RecordingFeature(BaseFeature):
         if recorder is not None:
             recorder.on_event(event)
 
+    async def on_leg_gone(self, call: CallHandle, role: str) -> bool:
+        if not is_recorder(role):
+            return False
+        recorder = recorder_of(call)
+        if recorder is not None:
+            recorder.on_snoop_gone(call, role)
+        else:
+            call.drop_leg(role)
+        return True
+
     async def on_leaving(self, call: CallHandle, reason: str) -> None:
         recorder = recorder_of(call)
         if recorder is not None:
-            await recorder.stop(call.engine.gateway_or_raise(), reason)
+            await recorder.stop(call, call.engine.gateway_or_raise(), reason)
 
     async def on_call_end(self, call: CallHandle) -> None:
         recorder = recorder_of(call)
         if recorder is not None:
-            await recorder.stop(call.engine.gateway, "ended with the call")
+            await recorder.stop(call, call.engine.gateway, "ended with the call")
 
     def describe(self, call: CallHandle, role: str) -> dict[str, Any]:
         recorder = recorder_of(call)

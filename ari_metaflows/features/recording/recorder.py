@@ -1,4 +1,10 @@
-"""Recording a call's mix through its bridge (``record_call``), with a row per recording.
+"""Recording a call (``record_call``) the way MixMonitor does, with a row per recording.
+
+A snoop channel (spy ``both``) on the presser's channel carries what the presser says and hears,
+i.e. both parties; it enters our app as a non-party leg of the call (role ``recorder:<name>``) and
+is recorded with ``POST /channels/{snoop}/record`` as soon as it is in Stasis. Unlike
+``POST /bridges/{id}/record`` this adds no member to the call's bridge, so a two-party bridge
+stays a cheap two-party bridge instead of a transcoding mixer (issue 20).
 
 Only the call's own task uses a recorder (flows ask it to); rows go to the write-behind journal
 so the database is never on the call's path. A recording stopped by us is completed at once (so a
@@ -7,18 +13,33 @@ so the database is never on the call's path. A recording stopped by us is comple
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...ari.gateway import AriGateway
+from ...calls.feature import CallHandle
+from ...calls.leg import Leg, Phase, Role
 from ...errors import AriError, AriUnavailable, Gone, RecordingRefused
 from ...metaflows.resolver import LegIdentity
 from ...recordings import Recording, RecordingJournal
 from .schemas import MAX_RECORDING_SECONDS
 
+SNOOP_READY_ATTEMPTS = 8  # record requests while the new snoop channel enters Stasis
+
 logger = logging.getLogger(__name__)
+
+
+def recorder_role(name: str) -> str:
+    """The role of the snoop leg recording ``name`` (one per recording: a stopped one's snoop
+    may still be leaving while the next one starts)."""
+    return f"{Role.RECORDER}:{name}"
+
+
+def is_recorder(role: str) -> bool:
+    return role.startswith(f"{Role.RECORDER}:")
 
 
 def owner_of(identity: LegIdentity) -> tuple[str, str]:
@@ -48,8 +69,9 @@ class CallRecorder:
 
     async def start(
         self,
+        call: CallHandle,
         gateway: AriGateway,
-        bridge_id: str | None,
+        presser: Leg,
         identity: LegIdentity,
         legs: list[str],
         *,
@@ -57,11 +79,12 @@ class CallRecorder:
         time_limit: int | None,
         label: str | None,
     ) -> str:
-        """Start recording the bridge; a second start while recording changes nothing."""
+        """Snoop on the presser's channel and record the snoop channel; a second start while
+        recording changes nothing."""
         if self.current is not None:
             logger.info("call %s: already recording (%s)", self.call_id, self.current.name)
             return "already_recording"
-        if bridge_id is None:
+        if call.phase is not Phase.CONNECTED:
             raise RecordingRefused("the call is not connected; nothing to record")
         owner_type, owner_id = owner_of(identity)
         recording = Recording(
@@ -75,36 +98,85 @@ class CallRecorder:
         )
         limit = min(time_limit or MAX_RECORDING_SECONDS, MAX_RECORDING_SECONDS)
         self.current = recording  # claimed before the request: a racing start sees it
-        self._store(recording)
-        try:
-            await gateway.record_bridge(bridge_id, recording.name, fmt, max_duration=limit)
-        except (AriError, AriUnavailable) as exc:
-            self.current = None
-            recording.end("failed", duration=0.0, cause=f"Asterisk refused: {exc}")
-            self._store(recording)
-            raise RecordingRefused(f"cannot record: {exc}") from exc
         self.masked = False
-        logger.info("call %s: recording %s (%s)", self.call_id, recording.name, fmt)
+        self._store(recording)
+        role = recorder_role(recording.name)
+        snoop_id = f"{recording.name}-snoop"
+        call.add_leg(Leg(role, snoop_id, party=False))
+        snooping = False
+        try:
+            await gateway.snoop(
+                presser.channel_id, snoop_id, app_args=f"{Role.RECORDER},{self.call_id}"
+            )
+            snooping = True
+            await self._record(gateway, snoop_id, recording, limit)
+        except (AriError, AriUnavailable) as exc:
+            if snooping:
+                await call.safely(gateway.hangup(snoop_id))
+            else:
+                call.drop_leg(role)
+            self._refused(recording, exc)
+            raise RecordingRefused(f"cannot record: {exc}") from exc
+        logger.info("call %s: recording %s (%s) by snoop", self.call_id, recording.name, fmt)
         return "started"
 
-    async def stop(self, gateway: AriGateway | None, reason: str = "stopped") -> str:
+    @staticmethod
+    async def _record(gateway: AriGateway, snoop_id: str, recording: Recording, limit: int) -> None:
+        """Record the snoop channel. Asterisk answers the snoop request before the snoop
+        channel's own thread has put it in Stasis, so a record right after it may get 409
+        "not in Stasis": try again briefly (as for a dial right after a create)."""
+        for attempt in range(SNOOP_READY_ATTEMPTS):
+            try:
+                await gateway.record_channel(
+                    snoop_id, recording.name, recording.format, max_duration=limit
+                )
+                return
+            except AriError as exc:
+                if exc.status != 409 or attempt == SNOOP_READY_ATTEMPTS - 1:
+                    raise
+                await asyncio.sleep(0.005 * (attempt + 1))
+
+    def _refused(self, recording: Recording, exc: Exception) -> None:
+        self.current = None
+        recording.end("failed", duration=0.0, cause=f"Asterisk refused: {exc}")
+        self._store(recording)
+
+    async def stop(
+        self, call: CallHandle, gateway: AriGateway | None, reason: str = "stopped"
+    ) -> str:
         recording = self.current
         if recording is None:
             return "not_recording"
         self.current = None
         self.masked = False
+        leg = call.legs.get(recorder_role(recording.name))
         if gateway is not None:
             try:
                 await gateway.stop_recording(recording.name)
             except Gone:
-                pass  # it ended on its own (time limit, bridge gone) — its event may follow
+                pass  # it ended on its own (time limit, channel gone): its event may follow
             except (AriError, AriUnavailable) as exc:
                 logger.warning("call %s: stopping %s: %s", self.call_id, recording.name, exc)
+            if leg is not None and not leg.gone:
+                await call.safely(gateway.hangup(leg.channel_id))
         recording.end("finished")
         self._remember(recording)
         self._store(recording)
         logger.info("call %s: recording %s %s", self.call_id, recording.name, reason)
         return "stopped"
+
+    def on_snoop_gone(self, call: CallHandle, role: str) -> None:
+        """The snoop channel left (we hung it up, or its party hung up): forget the leg; a
+        recording still running on it has ended with it."""
+        call.drop_leg(role)
+        recording = self.current
+        if recording is not None and recorder_role(recording.name) == role:
+            self.current = None
+            self.masked = False
+            recording.end("finished")
+            self._remember(recording)
+            self._store(recording)
+            logger.info("call %s: recording %s ended with its channel", self.call_id, role)
 
     async def mask(self, gateway: AriGateway, masked: bool) -> str:
         recording = self.current

@@ -1,0 +1,429 @@
+"""The benchmark against a real Asterisk: ``./dev bench --real`` (issue 20).
+
+What a call costs, in CPU seconds of Asterisk and of this service, side by side with what an
+Asterisk administrator already has. N concurrent SIP calls from sipp (caller ``bench-uac``) go
+through Asterisk to a sipp that answers (``bench-uas``), four times in one run:
+
+* ``native``: ``Dial(PJSIP/bench-uas,30,X)``; the recording run's caller presses ``*9``, Asterisk's
+  own one-touch MixMonitor (``automixmon`` in features.conf);
+* ``app``: ``Stasis(metaflows,dial,…)`` through this service; ``*9`` is ``record_call``.
+
+Each side plays its own tone and the caller sends ``*9`` as RFC 4733 events in its RTP stream
+(bench/media.py). Asterisk's CPU comes from ``/proc/<pid>/stat`` (utime + stime), the service's
+from this process (it runs the service, in-process, like ``serve``: the bench itself only waits
+for sipp meanwhile). Every app call that pressed ``*9`` must have its recording row and a file
+holding both tones.
+
+Needs: an Asterisk with the repo's asterisk-conf (contexts ``metaflows-bench``, endpoints
+``bench-uac``/``bench-uas``, features.conf) on this machine, ARI_URL/ARI_USERNAME/ARI_PASSWORD,
+and sipp. Without either it says so and exits 0 (skipped).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import json
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from ari_metaflows.testing.eventually import eventually
+
+from .media import CALLEE_HZ, CALLER_HZ, both_parties, tone_levels, write_pcap
+
+ACCOUNT = "acc-bench"  # set by the bench-uac endpoint (asterisk-conf/pjsip.conf)
+APP = "metaflows"  # the app the metaflows-bench context enters (asterisk-conf/extensions.conf)
+UAS_PORT = 5092  # bench-uas's contact in asterisk-conf/pjsip.conf
+UAC_PORT = 5094
+UAC_MEDIA, UAS_MEDIA = 40000, 40100
+SCENARIOS = Path(__file__).parent / "sipp"
+TARGETS = {"with_recording": 1.2, "without_code": 1.15, "service_share": 0.10}
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+class Skip(Exception):
+    """The bench cannot run here (no Asterisk, no sipp): a message, not a failure."""
+
+
+@dataclass
+class Phase:
+    path: str  # "native" or "app"
+    code: bool  # the caller presses *9
+    calls: int = 0
+    ok_calls: int = 0
+    asterisk_s: float = 0.0
+    service_s: float = 0.0
+    wall_s: float = 0.0
+    events: int = 0  # ARI events the service received
+    requests: int = 0  # ARI requests the service made
+
+    @property
+    def label(self) -> str:
+        return f"{self.path}, {'*9 (record)' if self.code else 'no code'}"
+
+    def per_call_ms(self, seconds: float) -> float:
+        return 1000 * seconds / max(self.ok_calls, 1)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "calls": self.calls,
+            "ok_calls": self.ok_calls,
+            "asterisk_ms_per_call": round(self.per_call_ms(self.asterisk_s), 2),
+            "service_ms_per_call": round(self.per_call_ms(self.service_s), 2),
+            "total_ms_per_call": round(self.per_call_ms(self.asterisk_s + self.service_s), 2),
+            "ari_events_per_call": round(self.events / max(self.ok_calls, 1), 1),
+            "ari_requests_per_call": round(self.requests / max(self.ok_calls, 1), 1),
+            "wall_s": round(self.wall_s, 1),
+        }
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of a process (its threads included)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def find_asterisk_pid(given: int | None) -> int:
+    if given is not None:
+        if not Path(f"/proc/{given}/stat").exists():
+            raise Skip(f"no process {given} (--asterisk-pid)")
+        return given
+    found = [
+        int(p.name)
+        for p in Path("/proc").iterdir()
+        if p.name.isdigit() and _comm(p) == "asterisk" and not _is_remote_console(p)
+    ]
+    if len(found) != 1:
+        raise Skip(
+            f"{len(found)} asterisk processes here: say which one serves ARI_URL with "
+            "--asterisk-pid (its CPU is measured from /proc)"
+        )
+    return found[0]
+
+
+def _comm(proc: Path) -> str:
+    with contextlib.suppress(OSError):
+        return (proc / "comm").read_text().strip()
+    return ""
+
+
+def _is_remote_console(proc: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return b"-r" in (proc / "cmdline").read_bytes().split(b"\0")
+    return False
+
+
+async def preflight(ari_url: str, username: str, password: str) -> None:
+    """Skip (with the reason) unless sipp is installed and ARI answers."""
+    if shutil.which("sipp") is None:
+        raise Skip("sipp is not installed (Debian/Ubuntu: apt-get install sip-tester)")
+    if not ari_url:
+        raise Skip("ARI_URL is not set (e.g. ARI_URL=http://127.0.0.1:8088)")
+    try:
+        async with (
+            aiohttp.ClientSession(
+                headers={"Authorization": aiohttp.encode_basic_auth(username, password)},
+                timeout=aiohttp.ClientTimeout(total=3),
+            ) as session,
+            session.get(ari_url.rstrip("/") + "/ari/asterisk/info") as response,
+        ):
+            if response.status != 200:
+                raise Skip(f"ARI at {ari_url} answered {response.status} (check ARI_USERNAME/…)")
+    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        raise Skip(f"no Asterisk at ARI_URL={ari_url} ({type(exc).__name__})") from None
+
+
+class RealBench:
+    def __init__(self, args: argparse.Namespace, workdir: Path, asterisk_pid: int) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.asterisk_pid = asterisk_pid
+        self.service: Any = None
+        self.database = contextlib.ExitStack()
+        self.uas: asyncio.subprocess.Process | None = None
+        self.phases: list[Phase] = []
+        self.profile = cProfile.Profile(time.process_time) if args.profile else None
+        self.problems: list[str] = []
+
+    async def start(self) -> None:
+        from ari_metaflows.app import open_service, tune_garbage_collector
+        from ari_metaflows.config import ListenAddress, Settings
+        from ari_metaflows.db.embedded import embedded_postgres
+        from ari_metaflows.metaflows.documents import validate_document
+        from ari_metaflows.metaflows.store import Owner
+
+        tune_garbage_collector()  # as serve does
+        logging.basicConfig(
+            level=self.args.log_level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            filename=str(self.workdir / "service.log"),
+        )
+        for noisy in ("embedded_postgres", "aioari", "aioswagger11"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+        database_url = self.database.enter_context(
+            embedded_postgres(self.workdir / "pg", delete_on_exit=True)
+        )
+        settings = Settings(
+            ari_url=self.args.ari_url,
+            ari_username=self.args.ari_username,
+            ari_password=self.args.ari_password,
+            ari_app=APP,
+            database_url=database_url,
+            data_dir=self.workdir,
+            api_listen=ListenAddress("127.0.0.1", 0),
+            log_level=self.args.log_level,
+        )
+        self.service = await open_service(settings, database_url)
+        self.service.start_ari()
+        await asyncio.wait_for(self.service.ari.connected.wait(), 10)
+        await self.service.store.put(
+            Owner.account(ACCOUNT),
+            validate_document({"binding_digit": "*", "numbers": {"9": {"module": "record_call"}}}),
+        )
+        seconds = self.args.hold + 1.0
+        write_pcap(self.workdir / "caller.pcap", CALLER_HZ, seconds)
+        write_pcap(self.workdir / "caller-star9.pcap", CALLER_HZ, seconds, dtmf="*9")
+        write_pcap(self.workdir / "callee.pcap", CALLEE_HZ, seconds + 1.0)
+        uas = self._scenario("uas.xml", media=self.workdir / "callee.pcap")
+        self.uas = await asyncio.create_subprocess_exec(
+            *("sipp", "-sf", str(uas), "-i", "127.0.0.1", "-p", str(UAS_PORT)),
+            *("-mi", "127.0.0.1", "-mp", str(UAS_MEDIA), "-nostdin", "-trace_err"),
+            *("-error_file", str(self.workdir / "uas-errors.log")),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=self.workdir,
+        )
+
+    def _scenario(self, name: str, *, media: Path, hold_ms: int = 0) -> Path:
+        text = (SCENARIOS / name).read_text()
+        text = text.replace("__MEDIA__", str(media)).replace("__HOLD__", str(hold_ms))
+        path = self.workdir / f"{media.stem}-{name}"
+        path.write_text(text)
+        return path
+
+    async def stop(self) -> None:
+        try:
+            if self.uas is not None and self.uas.returncode is None:
+                self.uas.terminate()
+                await self.uas.wait()
+            if self.service is not None:
+                await self.service.close()
+        finally:
+            self.database.close()
+
+    async def run_phase(self, phase: Phase) -> None:
+        calls = self.args.calls
+        media = self.workdir / ("caller-star9.pcap" if phase.code else "caller.pcap")
+        uac = self._scenario("uac.xml", media=media, hold_ms=int(self.args.hold * 1000))
+        engine = self.service.engine
+        await asyncio.sleep(1.0)  # let the previous phase's hangups settle
+        asterisk0, service0, wall0 = (
+            cpu_seconds(self.asterisk_pid),
+            time.process_time(),
+            time.time(),
+        )
+        metrics = self.service.engine.metrics
+        gateway = self.service.engine.gateway
+        events0, requests0 = metrics.ari_events, gateway.requests
+        if self.profile is not None and phase.path == "app":
+            self.profile.enable()
+        process = await asyncio.create_subprocess_exec(
+            *("sipp", "-sf", str(uac), "-s", phase.path, "-i", "127.0.0.1", "-p", str(UAC_PORT)),
+            *("-mi", "127.0.0.1", "-mp", str(UAC_MEDIA), "-nostdin", "-trace_err"),
+            *("-error_file", str(self.workdir / f"uac-{phase.path}-{phase.code}-errors.log")),
+            *("-trace_stat", "-stf", str(self._stats(phase))),
+            *("-m", str(calls), "-l", str(calls), "-r", str(self.args.rate)),
+            *("-timeout", f"{int(self.args.hold * 3 + 30)}s", self.args.sip),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+            cwd=self.workdir,
+        )
+        status = await process.wait()
+        with contextlib.suppress(AssertionError):  # reported by the figures, not raised
+            await eventually(lambda: not engine.calls, timeout=10, interval=0.05, what="no calls")
+        await asyncio.sleep(0.5)  # Asterisk tears the last channels down
+        if self.profile is not None:
+            self.profile.disable()
+        phase.wall_s += time.time() - wall0
+        phase.asterisk_s += cpu_seconds(self.asterisk_pid) - asterisk0
+        phase.service_s += time.process_time() - service0
+        phase.events += metrics.ari_events - events0
+        phase.requests += gateway.requests - requests0
+        phase.calls += calls
+        phase.ok_calls += calls if status == 0 else self._successful(phase)
+        if status != 0:
+            self.problems.append(f"{phase.label}: sipp exit status {status}")
+        print(f"  {phase.label:<24} ({phase.calls} calls so far) done", flush=True)
+
+    def _stats(self, phase: Phase) -> Path:
+        return self.workdir / f"uac-{phase.path}-{'record' if phase.code else 'none'}.csv"
+
+    def _successful(self, phase: Phase) -> int:
+        """Calls sipp counts as successful, from its statistics file (when it failed some)."""
+        stats = self._stats(phase)
+        if not stats.exists():
+            return 0
+        header, *rows = stats.read_text().splitlines()
+        if not rows:
+            return 0
+        names = header.split(";")
+        values = rows[-1].split(";")
+        with contextlib.suppress(ValueError, IndexError):
+            return int(values[names.index("SuccessfulCall(C)")])
+        return 0
+
+    async def check_recordings(self, since: float) -> dict[str, Any]:
+        """Every app call that pressed *9: its row, finished, and a file with both tones."""
+        from ari_metaflows.recordings import RecordingStore
+
+        assert await self.service.journal.flush(timeout=10)
+        page = await RecordingStore(self.service.db).page(ACCOUNT, page_size=1000)
+        rows = [r for r in page.recordings if r.started_at.timestamp() >= since]
+        calls = {r.call_id for r in rows}
+        finished = [r for r in rows if r.state == "finished"]
+        with_both = 0
+        gateway = self.service.engine.gateway
+        for row in finished:
+            try:
+                async with gateway.stored_recording_file(row.name) as response:
+                    audio = await response.read()
+            except Exception as exc:  # reported, not raised
+                self.problems.append(f"recording {row.name}: no file ({exc})")
+                continue
+            levels = tone_levels(audio, self.workdir / "check.wav")
+            if both_parties(levels):
+                with_both += 1
+            else:
+                self.problems.append(f"recording {row.name}: not both parties {levels}")
+        return {
+            "rows": len(rows),
+            "calls_with_a_row": len(calls),
+            "finished": len(finished),
+            "files_with_both_parties": with_both,
+        }
+
+    async def run(self) -> dict[str, Any]:
+        print(
+            f"bench --real: {self.args.calls} calls x {self.args.hold:.0f} s per phase, "
+            f"Asterisk pid {self.asterisk_pid}, SIP {self.args.sip}",
+            flush=True,
+        )
+        figures: dict[str, Any] = {}
+        checks: dict[str, Any] = {}
+        phases = {
+            (path, code): Phase(path, code)
+            for path in self.args.paths.split(",")
+            for code in (False, True)
+        }
+        self.phases = list(phases.values())
+        for _ in range(self.args.rounds):  # alternated, so drifts of the machine hit both paths
+            for phase in self.phases:
+                since = time.time() - 1
+                await self.run_phase(phase)
+                if phase.path == "app" and phase.code:
+                    found = await self.check_recordings(since)
+                    checks = {k: checks.get(k, 0) + v for k, v in found.items()}
+        for phase in self.phases:
+            figures[f"{phase.path}_{'record' if phase.code else 'none'}"] = phase.figures()
+        app_record = phases.get(("app", True))
+        if (
+            app_record is not None
+            and checks.get("files_with_both_parties", 0) < app_record.ok_calls
+        ):
+            self.problems.append(
+                f"{app_record.ok_calls} calls pressed *9, "
+                f"{checks.get('files_with_both_parties', 0)} files with both parties"
+            )
+        return {"phases": figures, "recordings": checks, "ratios": self.ratios()}
+
+    def ratios(self) -> dict[str, float]:
+        by = {(p.path, p.code): p for p in self.phases}
+        result: dict[str, float] = {}
+        for code, name in ((True, "with_recording"), (False, "without_code")):
+            native, app = by.get(("native", code)), by.get(("app", code))
+            if native is None or app is None or not native.asterisk_s:
+                continue
+            native_ms = native.per_call_ms(native.asterisk_s)
+            app_ms = app.per_call_ms(app.asterisk_s + app.service_s)
+            result[name] = round(app_ms / native_ms, 3)
+            result[f"service_share_{name}"] = round(app.service_s / max(app.asterisk_s, 1e-9), 3)
+        return result
+
+
+def report(results: dict[str, Any]) -> None:
+    print("\nper call                     Asterisk  service    total  (CPU ms)  events  requests")
+    for name, figures in results["phases"].items():
+        print(
+            f"  {name:<26} {figures['asterisk_ms_per_call']:>8}  "
+            f"{figures['service_ms_per_call']:>7}  {figures['total_ms_per_call']:>7}"
+            f"            {figures['ari_events_per_call']:>6}"
+            f"  {figures['ari_requests_per_call']:>8}"
+        )
+    ratios = results["ratios"]
+    print("\ntargets (issue 20)             measured  target")
+    for name in ("with_recording", "without_code"):
+        if name in ratios:
+            print(f"  app ÷ native, {name:<16} {ratios[name]:>8}  ≤ {TARGETS[name]}")
+            share = ratios[f"service_share_{name}"]
+            print(f"  service ÷ Asterisk, {name:<11} {share:>8}  ≤ {TARGETS['service_share']}")
+    if results["recordings"]:
+        print(f"\nrecordings of the app's *9 run: {results['recordings']}")
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="./dev bench --real", description=__doc__.split("\n")[0])
+    parser.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--calls", type=int, default=40, help="concurrent calls per phase")
+    parser.add_argument("--rounds", type=int, default=1, help="alternated rounds of all phases")
+    parser.add_argument("--hold", type=float, default=8.0, help="seconds each call lasts")
+    parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    parser.add_argument("--paths", default="native,app", help="which paths to run, in order")
+    parser.add_argument("--sip", default=os.environ.get("BENCH_SIP", "127.0.0.1:5060"))
+    parser.add_argument("--ari-url", default=os.environ.get("ARI_URL", ""))
+    parser.add_argument("--ari-username", default=os.environ.get("ARI_USERNAME", ""))
+    parser.add_argument("--ari-password", default=os.environ.get("ARI_PASSWORD", ""))
+    parser.add_argument("--asterisk-pid", type=int, help="default: the only asterisk process")
+    parser.add_argument("--log-level", default="INFO", help="the service's (INFO, as serve)")
+    parser.add_argument("--profile", type=Path, help="cProfile the service in the app phases")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    return parser
+
+
+async def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    try:
+        await preflight(args.ari_url, args.ari_username, args.ari_password)
+        pid = find_asterisk_pid(args.asterisk_pid)
+    except Skip as skip:
+        print(f"bench --real skipped: {skip}", flush=True)
+        return 0
+    with tempfile.TemporaryDirectory(prefix="metaflows-bench-real-") as workdir:
+        bench = RealBench(args, Path(workdir), pid)
+        try:
+            await bench.start()
+            results = await bench.run()
+        finally:
+            await bench.stop()
+        if bench.profile is not None:
+            bench.profile.dump_stats(str(args.profile))
+    report(results)
+    if args.json is not None:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    for problem in bench.problems:
+        print(f"problem: {problem}")
+    return 1 if bench.problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(sys.argv[1:])))

@@ -1,0 +1,116 @@
+"""``./dev bench --real`` says why it skips, and its audio check tells one party from two."""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import struct
+import subprocess
+import sys
+import wave
+from pathlib import Path
+
+import pytest
+
+from bench.media import CALLEE_HZ, CALLER_HZ, both_parties, tone_levels, write_pcap
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_bench(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run", "--real"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def base_env(path: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ARI_")}
+    env["PATH"] = path
+    return env
+
+
+@pytest.fixture
+def path_with_sipp(tmp_path: Path) -> str:
+    """A PATH with a sipp on it (a stand-in: the bench must stop before running it)."""
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    sipp = fake / "sipp"
+    sipp.write_text("#!/bin/sh\nexit 99\n")
+    sipp.chmod(0o755)
+    return str(fake)
+
+
+def test_skips_without_sipp(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    env = base_env(str(empty)) | {"ARI_URL": f"http://127.0.0.1:{closed_port()}"}
+    result = run_bench(env)
+    assert result.returncode == 0, result.stderr
+    assert "bench --real skipped: sipp is not installed" in result.stdout
+
+
+def test_skips_without_ari_url(path_with_sipp: str) -> None:
+    result = run_bench(base_env(path_with_sipp))
+    assert result.returncode == 0, result.stderr
+    assert "bench --real skipped: ARI_URL is not set" in result.stdout
+
+
+def test_skips_when_no_asterisk_answers(path_with_sipp: str) -> None:
+    port = closed_port()
+    result = run_bench(base_env(path_with_sipp) | {"ARI_URL": f"http://127.0.0.1:{port}"})
+    assert result.returncode == 0, result.stderr
+    assert f"bench --real skipped: no Asterisk at ARI_URL=http://127.0.0.1:{port}" in result.stdout
+
+
+def wav(path: Path, tones: list[float], seconds: float = 1.0) -> bytes:
+    rate = 8000
+    samples = [
+        int(sum(4000 * math.sin(2 * math.pi * hz * n / rate) for hz in tones))
+        for n in range(int(rate * seconds))
+    ]
+    with wave.open(str(path), "wb") as writer:
+        writer.setnchannels(1)
+        writer.setsampwidth(2)
+        writer.setframerate(rate)
+        writer.writeframes(struct.pack(f"<{len(samples)}h", *samples))
+    return path.read_bytes()
+
+
+def test_the_audio_check_needs_both_tones(tmp_path: Path) -> None:
+    scratch = tmp_path / "check.wav"
+    both = tone_levels(wav(tmp_path / "both.wav", [CALLER_HZ, CALLEE_HZ]), scratch)
+    assert both_parties(both)
+    caller_only = tone_levels(wav(tmp_path / "caller.wav", [CALLER_HZ]), scratch)
+    assert not both_parties(caller_only)
+    silence = tone_levels(wav(tmp_path / "silence.wav", []), scratch)
+    assert not both_parties(silence)
+
+
+def test_the_callers_pcap_carries_rfc4733_star_nine(tmp_path: Path) -> None:
+    pcap = tmp_path / "caller.pcap"
+    write_pcap(pcap, CALLER_HZ, 3.0, dtmf="*9")
+    data = pcap.read_bytes()
+    assert struct.unpack("<I", data[:4])[0] == 0xA1B2C3D4
+    events: list[tuple[int, bool]] = []
+    offset = 24
+    while offset < len(data):
+        length = struct.unpack("<I", data[offset + 8 : offset + 12])[0]
+        rtp = data[offset + 16 + 42 : offset + 16 + length]  # past Ethernet, IPv4, UDP
+        if rtp[1] & 0x7F == 101:
+            events.append((rtp[12], bool(rtp[13] & 0x80)))
+        offset += 16 + length
+    assert [e for e, end in events if end] == [10, 10, 10, 9, 9, 9]  # '*' then '9', ends x3
