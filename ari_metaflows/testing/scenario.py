@@ -256,11 +256,12 @@ class _RealPhone(TestPhone):
         """Press keys; return once the far end (the leg the app under test sees) has received
         every digit, as the simulator's press does.
 
-        Asterisk answers ``POST /channels/{id}/dtmf`` before it plays the digits, and it plays
-        them at its own pace (a digit shorter than 80 ms is stretched, one closer than 45 ms
-        to the previous is delayed), so the driver waits for the evidence: one
-        ChannelDtmfReceived per digit on the partner channel, which it sees through its own
-        application's subscription to all channels.
+        Asterisk answers ``POST /channels/{id}/dtmf`` at once and plays the digits later, at
+        its own pace (``res/stasis/control.c`` queues the command; ``main/app.c`` waits 100 ms,
+        then sends each digit followed by ``between``; ``main/channel.c`` on the reading side
+        stretches a digit shorter than 80 ms and holds back one within 45 ms of the previous).
+        So the driver waits for the evidence: one ChannelDtmfReceived per digit on the partner
+        channel, seen through its own application's subscription to all channels.
         """
         timing = timing or KeyTiming()
         await self._wait(lambda: self.handset is not None, 5.0)
@@ -278,8 +279,9 @@ class _RealPhone(TestPhone):
         )
         if status != 204:
             raise AssertionError(f"{self.name} cannot press {digits!r}: {status} {body}")
-        # As Asterisk plays them: ``between`` only separates digits; then a generous margin.
-        playing = (len(digits) * timing.duration_ms + (len(digits) - 1) * timing.gap_ms) / 1000
+        # How long Asterisk takes to play them, plus a generous margin for a loaded machine.
+        count = len(digits)
+        playing = (100 + count * timing.duration_ms + (count - 1) * timing.gap_ms) / 1000
         got = await eventually(
             lambda: received[before:],
             lambda got: len(got) >= len(digits) or self.driver.gone(partner),
