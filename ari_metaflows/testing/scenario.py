@@ -253,16 +253,44 @@ class _RealPhone(TestPhone):
         await self.driver.request("DELETE", f"/channels/{channel}", reason="busy")
 
     async def press(self, digits: str, timing: KeyTiming | None = None) -> None:
+        """Press keys; return once the far end (the leg the app under test sees) has received
+        every digit, as the simulator's press does.
+
+        Asterisk answers ``POST /channels/{id}/dtmf`` at once and plays the digits later, at
+        its own pace (``res/stasis/control.c`` queues the command; ``main/app.c`` waits 100 ms,
+        then sends each digit followed by ``between``; ``main/channel.c`` on the reading side
+        stretches a digit shorter than 80 ms and holds back one within 45 ms of the previous).
+        So the driver waits for the evidence: one ChannelDtmfReceived per digit on the partner
+        channel, seen through its own application's subscription to all channels.
+        """
         timing = timing or KeyTiming()
         await self._wait(lambda: self.handset is not None, 5.0)
-        await self.driver.request(
+        handset = self.handset
+        assert handset is not None
+        partner = self.driver.partner_name(handset)
+        received = self.driver.dtmf_received(partner)
+        before = len(received)
+        status, body = await self.driver.request(
             "POST",
-            f"/channels/{self.handset}/dtmf",
+            f"/channels/{handset}/dtmf",
             dtmf=digits,
             duration=timing.duration_ms,
             between=timing.gap_ms,
         )
-        await asyncio.sleep(len(digits) * (timing.duration_ms + timing.gap_ms) / 1000 + 0.05)
+        if status != 204:
+            raise AssertionError(f"{self.name} cannot press {digits!r}: {status} {body}")
+        # How long Asterisk takes to play them, plus a generous margin for a loaded machine.
+        count = len(digits)
+        playing = (100 + count * timing.duration_ms + (count - 1) * timing.gap_ms) / 1000
+        got = await eventually(
+            lambda: received[before:],
+            lambda got: len(got) >= len(digits) or self.driver.gone(partner),
+            timeout=playing + 5.0,
+            interval=POLL,
+            what=f"{partner} receiving the digits {digits!r} {self.name} pressed",
+        )
+        if not self.driver.gone(partner) and "".join(got) != digits:
+            raise AssertionError(f"{self.name} pressed {digits!r}; {partner} got {got}")
 
     async def hangup(self) -> None:
         if self.handset is not None:
@@ -310,6 +338,9 @@ class AsteriskDriver(Driver):
         self._reader: asyncio.Task[None] | None = None
         self.phones: dict[str, _RealPhone] = {}
         self._playbacks: dict[str, tuple[str, str]] = {}  # id → (target uri, media)
+        self._names: dict[str, str] = {}  # channel id → name, from the events seen
+        self._dtmf: dict[str, list[str]] = {}  # channel name → digits it received, in order
+        self._destroyed: set[str] = set()  # names of channels that are gone
 
     @classmethod
     def from_environment(cls) -> AsteriskDriver | None:
@@ -384,6 +415,12 @@ class AsteriskDriver(Driver):
     def _on_event(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         channel = event.get("channel") or {}
+        if "id" in channel and "name" in channel:
+            self._names[channel["id"]] = channel["name"]
+        if kind == "ChannelDtmfReceived" and "name" in channel:
+            self._dtmf.setdefault(channel["name"], []).append(event["digit"])
+        elif kind == "ChannelDestroyed" and "name" in channel:
+            self._destroyed.add(channel["name"])
         if kind == "StasisStart" and event.get("application") == DRIVER_APP:
             args = event.get("args", [])
             if args[:1] == ["phone"] and args[1] in self.phones:
@@ -397,6 +434,20 @@ class AsteriskDriver(Driver):
             self._playbacks[playback["id"]] = (playback["target_uri"], playback["media_uri"])
         elif kind == "PlaybackFinished":
             self._playbacks.pop(event["playback"]["id"], None)
+
+    def partner_name(self, handset: str) -> str:
+        """The other half of a phone's Local channel: the leg the app under test sees."""
+        name = self._names.get(handset)
+        if name is None:
+            raise AssertionError(f"the driver never saw channel {handset}")
+        return name[:-2] + (";1" if name.endswith(";2") else ";2")
+
+    def dtmf_received(self, channel_name: str) -> list[str]:
+        """The digits a channel has received so far (a live list: it grows as events come)."""
+        return self._dtmf.setdefault(channel_name, [])
+
+    def gone(self, channel_name: str) -> bool:
+        return channel_name in self._destroyed
 
     def add_phone(self, name: str, owner: Owner | None = None) -> _RealPhone:
         phone = _RealPhone(self, name, owner or Owner(account=self.default_account))
@@ -431,6 +482,7 @@ class AsteriskDriver(Driver):
             if response.status != 200:
                 raise AssertionError(f"originate failed: {response.status} {body}")
         caller.handset = body["id"]
+        self._names[body["id"]] = body["name"]
         caller.partner_name = body["name"][:-2] + ";2"
 
     async def partner_of(self, phone: _RealPhone) -> dict[str, Any] | None:

@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from ari_metaflows.auth.tokens import TokenStore
 from ari_metaflows.metaflows.store import Owner
+from ari_metaflows.testing.eventually import eventually
 
 from ..helpers.engine_service import (
     ACCOUNT,
@@ -28,9 +29,16 @@ async def test_channels_api_lists_and_acts_on_live_legs(
     sim_service: Service, api: TestClient[Any, Any], tokens: TokenStore
 ) -> None:
     alice, bob = await connected_call(sim_service)
-    response = await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)
-    legs = (await response.json())["data"]
-    assert {leg["role"] for leg in legs} == {"caller", "callee"}
+
+    async def listed() -> list[dict[str, Any]]:
+        response = await api.get(f"/v2/accounts/{ACCOUNT}/channels", headers=ADMIN)
+        legs: list[dict[str, Any]] = (await response.json())["data"]
+        return legs
+
+    # The call finds the callee's owner just after bridging it: listed a moment later.
+    legs = await eventually(
+        listed, lambda legs: {leg["role"] for leg in legs} == {"caller", "callee"}
+    )
     caller = next(leg for leg in legs if leg["role"] == "caller")
     assert caller["user_id"] == "u-alice"
     assert caller["phase"] == "connected"

@@ -21,6 +21,7 @@ from ari_metaflows.features.recording import (
 )
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.recordings import Recording, RecordingJournal, RecordingStore
+from ari_metaflows.testing.eventually import eventually
 from ari_metaflows.testing.scenario import Driver, SimDriver
 
 from ..helpers.engine_service import (
@@ -63,6 +64,17 @@ async def rows(service: Service, db: Database) -> list[Recording]:
     return page.recordings
 
 
+async def ended_rows(service: Service, db: Database, count: int = 1) -> list[Recording]:
+    """The rows once ``count`` exist and none is still recording. The call forgets a recording
+    as soon as it is asked to stop, but its row ends only after Asterisk answers the stop (and
+    a call's end runs after the call has gone): on a real Asterisk that comes later."""
+    return await eventually(
+        lambda: rows(service, db),
+        lambda found: len(found) == count and all(r.state != "recording" for r in found),
+        what=f"{count} ended recording row(s)",
+    )
+
+
 async def test_toggle_twice_records_both_parties_and_completes_the_row(
     service: Service, db: Database
 ) -> None:
@@ -83,7 +95,7 @@ async def test_toggle_twice_records_both_parties_and_completes_the_row(
     await asyncio.sleep(0.3)
     await alice.press("*9", FAST)
     await wait_until(lambda: current_recording(call) is None)
-    (done,) = await rows(service, db)
+    (done,) = await ended_rows(service, db)
     assert done.id == live.id
     assert done.state == "finished"
     assert done.ended_at is not None
@@ -118,7 +130,7 @@ async def test_start_twice_makes_one_recording_and_stop_ends_it(
     assert len({q["name"] for q in requests_to(service, "/record") if q}) in (0, 1)
     await alice.press("*7", FAST)
     await wait_until(lambda: current_recording(call) is None)
-    (row,) = await rows(service, db)
+    (row,) = await ended_rows(service, db)
     assert row.state == "finished"
 
 
@@ -155,7 +167,7 @@ async def test_hangup_mid_recording_completes_the_row(service: Service, db: Data
         await wait_until(lambda: any(r.state == "recording" for r in core.live_recordings.values()))
     await bob.hangup()
     await service.wait_no_calls()
-    (row,) = await rows(service, db)
+    (row,) = await ended_rows(service, db)
     assert row.state == "finished"
     assert row.duration is not None
     if core is not None:
@@ -172,7 +184,7 @@ async def test_transfer_mid_recording_completes_the_row(service: Service, db: Da
     await wait_until(lambda: current_recording(call) is not None)
     await alice.press("*4", FAST)
     await alice.wait_idle()
-    (row,) = await rows(service, db)
+    (row,) = await ended_rows(service, db)
     assert row.state == "finished"
     core = sim_core(service)
     if core is not None:
@@ -203,7 +215,7 @@ async def test_a_refused_recording_gets_a_failed_row_and_the_call_goes_on(
     await service.wait_matches(3)
     await asyncio.sleep(0.2)
     assert current_recording(call) is None
-    found = await rows(service, db)
+    found = await ended_rows(service, db, 2)
     assert {r.state for r in found} == {"finished", "failed"}
     failed = next(r for r in found if r.state == "failed")
     assert failed.failure_cause

@@ -50,7 +50,11 @@ async def test_the_target_is_a_leg_of_the_call_until_it_replaces_the_transferor(
         "caller",
         "callee",
     ]
-    assert call.describe("caller")["transfer"] == {"state": "ringing", "extension": TARGET}
+    # "ringing" once Asterisk took the dial request (on a real one, the target's Local channel
+    # is in the app before that, and the dial may be retried while its Stasis control starts)
+    await wait_until(
+        lambda: call.describe("caller")["transfer"] == {"state": "ringing", "extension": TARGET}
+    )
     await carol.answer()
     await alice.wait_hears("party", TARGET)
     await alice.hangup()  # the transferor leaves: the target takes its place

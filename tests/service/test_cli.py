@@ -125,14 +125,20 @@ class Server:
                 return response.status
 
         async with aiohttp.ClientSession() as session:
-            await eventually(
-                lambda: health(session),
-                lambda status: status == 200,
-                timeout=20,
-                interval=0.05,
-                retry_on=(aiohttp.ClientConnectionError,),
-                what="serve's /healthz",
-            )
+            try:
+                await eventually(
+                    lambda: health(session),
+                    lambda status: status == 200,
+                    timeout=60,  # a first start runs initdb: slow on a loaded machine
+                    interval=0.05,
+                    retry_on=(aiohttp.ClientConnectionError,),
+                    what="serve's /healthz",
+                )
+            except AssertionError as exc:  # say why: serve's own log
+                if process.returncode is None:
+                    process.kill()
+                _, err = await process.communicate()
+                raise AssertionError(f"{exc}\nserve's stderr:\n{err.decode()[-3000:]}") from exc
 
     async def stop(self) -> str:
         assert self.process is not None

@@ -1,10 +1,13 @@
 """The simulator against real Asterisk: its declarations vs ``../shared/ari-api-docs``, its
-events vs ``../shared/ari-captures``. Skipped when ``../shared`` is absent."""
+events vs ``../shared/ari-captures``. Skipped when ``../shared`` is absent
+(``METAFLOWS_SHARED_DIR`` overrides ``../shared``, for git worktrees)."""
 
 from __future__ import annotations
 
 import json
+import os
 from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +18,7 @@ from ari_metaflows.sim.operations import EVENT_MODELS, OPERATIONS, api_declarati
 from ..conftest import PROJECT_ROOT
 from ..helpers.raw_ari import RawAri
 
-SHARED = PROJECT_ROOT.parent / "shared"
+SHARED = Path(os.environ.get("METAFLOWS_SHARED_DIR", PROJECT_ROOT.parent / "shared"))
 DOCS = SHARED / "ari-api-docs"
 CAPTURES = SHARED / "ari-captures"
 
