@@ -85,19 +85,23 @@ def running(pid: int) -> bool:
 
 
 def servers_on(pgdata: Path) -> list[int]:
-    """Pids of running postgres processes whose command line names ``pgdata``."""
-    found = []
+    """Pids of running postgres servers whose command line names ``pgdata``.
+
+    A child the postmaster has just forked (a backend, a worker) shows the same command line
+    until it renames itself, which takes a while on a loaded machine: it is not a server."""
+    found: dict[int, int] = {}  # pid → parent pid
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             cmdline = (proc / "cmdline").read_bytes().split(b"\0")
-        except OSError:
+            parent = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
             continue
         names_pgdata = cmdline[0].endswith(b"postgres") and str(pgdata).encode() in cmdline
         if names_pgdata and running(int(proc.name)):
-            found.append(int(proc.name))
-    return found
+            found[int(proc.name)] = parent
+    return [pid for pid, parent in found.items() if parent not in found]
 
 
 async def stop_with(process: asyncio.subprocess.Process, signum: int) -> tuple[int, str]:
