@@ -114,8 +114,8 @@ async def test_get_sends_the_call_in_the_query_and_answers_the_node(
     answer = await fetch_pivot(session, pivot_server.url + "?tenant=t1", "GET", CALL)
     assert answer.status == 200
     assert answer.node["module"] == "say"
-    # Defaults filled like a stored node: a node's data defaults to {}.
-    assert answer.node["children"]["_"] == {"module": "hangup", "data": {}}
+    # Kazoo's defaults filled like a stored node
+    assert answer.node["children"]["_"]["data"] == {"action": "toggle"}
     node = answer.to_node()
     assert node.children["_"].module == "hold_control"
     [seen] = pivot_server.seen
