@@ -4,8 +4,8 @@ Why a facade: aioari (0.10.2) is unmaintained and untyped, wants booleans as str
 ``None`` parameters, puts Basic credentials in the websocket URL and has no reconnect. Here:
 credentials go in an ``Authorization`` header on every request and on the websocket, the
 websocket has a heartbeat and a short close timeout (Asterisk never answers close frames),
-requests have explicit timeouts, and a 404 becomes ``Gone`` — a channel hanging up while we act
-on it is normal.
+requests have explicit timeouts, and a 404 (or a bridge's 400 "Channel not found") becomes
+``Gone`` — a channel hanging up while we act on it is normal.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,6 +114,20 @@ class _Operation:
         if missing:
             raise TypeError(f"{self.name} needs {', '.join(sorted(missing))}")
         return self.method, uri, query
+
+
+@contextlib.contextmanager
+def _channel_not_found_is_gone() -> Iterator[None]:
+    """Asterisk answers a bridge's addChannel/removeChannel with 400 "Channel not found"
+    (not 404, which means the bridge) when a channel hung up meanwhile: that is ``Gone``."""
+    try:
+        yield
+    except Gone:
+        raise
+    except AriError as exc:
+        if exc.status == 400 and "Channel not found" in exc.message:
+            raise Gone(exc.status, exc.message) from exc
+        raise
 
 
 def _flag(value: bool) -> str:
@@ -408,16 +422,18 @@ class AriGateway:
     async def add_to_bridge(
         self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False
     ) -> None:
-        await self._call(
-            "bridges",
-            "addChannel",
-            bridgeId=bridge_id,
-            channel=",".join(channel_ids),
-            absorbDTMF=_flag(absorb_dtmf),
-        )
+        with _channel_not_found_is_gone():
+            await self._call(
+                "bridges",
+                "addChannel",
+                bridgeId=bridge_id,
+                channel=",".join(channel_ids),
+                absorbDTMF=_flag(absorb_dtmf),
+            )
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
-        await self._call("bridges", "removeChannel", bridgeId=bridge_id, channel=channel_id)
+        with _channel_not_found_is_gone():
+            await self._call("bridges", "removeChannel", bridgeId=bridge_id, channel=channel_id)
 
     async def destroy_bridge(self, bridge_id: str) -> None:
         with contextlib.suppress(Gone):

@@ -686,8 +686,13 @@ class Call:
     def add_interceptor(self, interceptor: Interceptor) -> None:
         self.interceptors = (*self.interceptors, interceptor)
 
-    def remove_interceptor(self, interceptor: Interceptor) -> None:
+    def remove_interceptor(
+        self, interceptor: Interceptor, unhandled: Iterable[dict[str, Any] | LegGone] = ()
+    ) -> None:
+        """Stop routing events to ``interceptor``. What it took but did not handle goes back
+        to the front of the mailbox, in order (a party that hung up must still end the call)."""
         self.interceptors = tuple(i for i in self.interceptors if i is not interceptor)
+        self.queue.put_back(unhandled)
 
     def add_digit_hook(self, hook: DigitHook) -> None:
         self.digit_hooks = (*self.digit_hooks, hook)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Iterable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -29,6 +30,13 @@ class Mailbox(Generic[T]):
         self._items.append(item)
         waiter = self._waiter
         if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def put_back(self, items: Iterable[T]) -> None:
+        """Put ``items`` (taken out earlier, oldest first) back before everything queued."""
+        self._items.extendleft(reversed(list(items)))
+        waiter = self._waiter
+        if self._items and waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def get_nowait(self) -> T:

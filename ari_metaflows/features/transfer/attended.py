@@ -259,6 +259,8 @@ class AttendedTransfer:
         return None
 
     async def _transferor_left(self) -> str | None:
+        if self.transferor_gone:
+            return None  # its StasisEnd, then its ChannelDestroyed
         self.transferor_gone = True
         await self.call.ask(lambda: self.call.mark_gone(self.transferor))
         await self._stop_ringback()
@@ -271,8 +273,8 @@ class AttendedTransfer:
     async def _transferee_left(self) -> str:
         """The held party hung up: a consultation in progress becomes the call."""
         call = self.call
-        await call.ask(lambda: call.mark_gone(self.transferee))
         if self.state == "talking" and self.consult_bridge is not None:
+            await call.ask(lambda: call.mark_gone(self.transferee))
             old_bridge = call.bridge_id
             await self._adopt_target(self.transferee, self.consult_bridge)
             if old_bridge is not None:
@@ -282,7 +284,7 @@ class AttendedTransfer:
         await self._stop_ringback()
         await self._hang_up_target()
         await self.finished()
-        call.submit(LegGone(self.transferee))
+        call.submit(LegGone(self.transferee))  # the call ends as when a party leaves
         return "transferee_left"
 
     async def _target_failed(self, why: str) -> str:
@@ -319,14 +321,26 @@ class AttendedTransfer:
             leg.answered = leg.in_stasis = True
             call.replace_leg(role, leg, resolve=True)
             call.bridge_id = bridge_id
-            self._detach()
+            self._detach(adopted_as=role)
 
         await self.call.ask(adopt)
 
-    def _detach(self) -> None:
-        """In the call's task: the call no longer routes events to this transfer."""
+    def _detach(self, adopted_as: str | None = None) -> None:
+        """In the call's task: the call no longer routes events to this transfer. Those it
+        took but did not handle go back to the call (parties that hung up at the same time)."""
         call = self.call
-        call.remove_interceptor(self)
+        unhandled: list[dict[str, Any] | LegGone] = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if isinstance(item, LegGone):
+                if item.role == adopted_as:
+                    continue  # the leg the target replaced: its departure was handled
+                if item.role == Role.TRANSFER_TARGET:
+                    if adopted_as is None:
+                        continue  # the target is dropped with the transfer
+                    item = LegGone(adopted_as)
+            unhandled.append(item)
+        call.remove_interceptor(self, unhandled)
         if call.feature_state.get("transfer") is self:
             del call.feature_state["transfer"]
         call.drop_leg(Role.TRANSFER_TARGET)
