@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,23 @@ class Owner:
             "METAFLOWS_DEVICE_ID": self.device,
         }
         return {k: v for k, v in values.items() if v}
+
+
+@dataclass
+class PlaybackSeen:
+    """A playback a real Asterisk reported (PlaybackStarted … PlaybackFinished), with the
+    driver's monotonic clock at each event: how long a leg heard it."""
+
+    id: str
+    target: str  # "channel:<id>" or "bridge:<id>"
+    media: str
+    started: float
+    finished: float | None = None
+    state: str = "playing"
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.finished is None else self.finished - self.started
 
 
 class TestPhone(abc.ABC):
@@ -338,6 +356,7 @@ class AsteriskDriver(Driver):
         self._reader: asyncio.Task[None] | None = None
         self.phones: dict[str, _RealPhone] = {}
         self._playbacks: dict[str, tuple[str, str]] = {}  # id → (target uri, media)
+        self.playback_log: dict[str, PlaybackSeen] = {}  # every playback seen, by id
         self._names: dict[str, str] = {}  # channel id → name, from the events seen
         self._dtmf: dict[str, list[str]] = {}  # channel name → digits it received, in order
         self._destroyed: set[str] = set()  # names of channels that are gone
@@ -432,8 +451,16 @@ class AsteriskDriver(Driver):
         elif kind == "PlaybackStarted":
             playback = event["playback"]
             self._playbacks[playback["id"]] = (playback["target_uri"], playback["media_uri"])
+            self.playback_log[playback["id"]] = PlaybackSeen(
+                playback["id"], playback["target_uri"], playback["media_uri"], time.monotonic()
+            )
         elif kind == "PlaybackFinished":
-            self._playbacks.pop(event["playback"]["id"], None)
+            playback = event["playback"]
+            self._playbacks.pop(playback["id"], None)
+            seen = self.playback_log.get(playback["id"])
+            if seen is not None:
+                seen.finished = time.monotonic()
+                seen.state = str(playback.get("state", "done"))
 
     def partner_name(self, handset: str) -> str:
         """The other half of a phone's Local channel: the leg the app under test sees."""

@@ -15,12 +15,16 @@ from ari_metaflows.app import check_speech
 from ari_metaflows.config import ListenAddress
 from ari_metaflows.features.tts import TtsFeature
 from ari_metaflows.features.tts.engine import SpeechCache, wav_seconds
-from ari_metaflows.features.tts.media import SpeechMedia
+from ari_metaflows.features.tts.media import MediaFetch, SpeechMedia
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim.model import HeardMedia
 from ari_metaflows.testing.eventually import eventually
+from ari_metaflows.testing.scenario import SimDriver
 
-from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, sim_only
+from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, the_call
+from ..helpers.hearing import heard_on, playing_on, wait_heard
+
+ASTERISK_CURL = "asterisk-libcurl-agent/1.0"  # res_http_media_cache's default curl_useragent
 
 TEXT = "Thank you for calling. Goodbye."
 LONG_TEXT = " ".join(["This announcement goes on for quite a while."] * 6)
@@ -49,12 +53,19 @@ async def outcome(service: Service, result: str) -> None:
     )
 
 
+def fetched_by_asterisk(service: Service, media: str) -> list[MediaFetch]:
+    """The requests the speech route answered for ``media``'s file (200 or 304)."""
+    speech = service.app.speech
+    assert speech is not None
+    key = speech_file(service, media).stem
+    return [f for f in speech.fetches if f.key == key and f.status in (200, 304)]
+
+
 async def test_tts_is_heard_by_the_presser_for_the_length_of_the_speech(
-    sim_service: Service,
+    service: Service,
 ) -> None:
-    driver = sim_only(sim_service.driver)
-    base = await listening(sim_service)
-    await sim_service.document(
+    base = await listening(service)
+    await service.document(
         Owner.account(ACCOUNT),
         numbers={
             "5": {
@@ -64,26 +75,34 @@ async def test_tts_is_heard_by_the_presser_for_the_length_of_the_speech(
             }
         },
     )
-    alice, bob = await connected_call(sim_service)
+    alice, bob = await connected_call(service)
+    call = the_call(service)
+    caller, callee = call.legs["caller"].channel_id, call.legs["callee"].channel_id
     await alice.press("*5", FAST)
-    await alice.wait_hears("playback", "sound:beep", timeout=30)  # the child, after the speech
-    speech, beep = await eventually(lambda: heard(alice), lambda media: len(media) == 2)
+    # The speech, then the child (the beep) after it: both heard to the end by alice.
+    speech, beep = await wait_heard(service, alice, caller, None, 2)
     assert speech.media.startswith(f"sound:{base}/media/tts/")
     assert speech.state == "done"
-    seconds = wav_seconds(speech_file(sim_service, speech.media))
+    seconds = wav_seconds(speech_file(service, speech.media))
     assert seconds > 1.0
-    assert speech.seconds == pytest.approx(seconds, abs=0.2)
+    # A real Asterisk times it from PlaybackStarted (before its download) to PlaybackFinished.
+    slack = 0.2 if isinstance(service.driver, SimDriver) else 0.5
+    assert speech.seconds == pytest.approx(seconds, abs=slack)
     assert beep.media == "sound:beep"
-    assert heard(bob) == []  # bob heard alice's voice only
-    assert ("GET", speech.media.removeprefix("sound:")) in driver.sim.core.remote_media.fetched
-    assert sim_service.app.speech is not None
-    assert sim_service.app.speech.served == 1
-    await outcome(sim_service, "ok")
+    assert heard_on(service, bob, callee, call.bridge_id) == []  # bob heard alice's voice only
+    # Asterisk (res_http_media_cache through res_curl) downloaded the file from the service.
+    fetches = fetched_by_asterisk(service, speech.media)
+    assert [f.method for f in fetches] == ["GET"]
+    if not isinstance(service.driver, SimDriver):
+        assert fetches[0].user_agent == ASTERISK_CURL
+    assert service.app.speech is not None
+    assert service.app.speech.served == 1
+    await outcome(service, "ok")
 
 
-async def test_a_terminator_stops_the_speech_and_children_run(sim_service: Service) -> None:
-    await listening(sim_service)
-    await sim_service.document(
+async def test_a_terminator_stops_the_speech_and_children_run(service: Service) -> None:
+    await listening(service)
+    await service.document(
         Owner.account(ACCOUNT),
         numbers={
             "6": {
@@ -93,22 +112,26 @@ async def test_a_terminator_stops_the_speech_and_children_run(sim_service: Servi
             }
         },
     )
-    alice, bob = await connected_call(sim_service)
+    alice, bob = await connected_call(service)
+    call = the_call(service)
+    caller, callee = call.legs["caller"].channel_id, call.legs["callee"].channel_id
     await alice.press("*6", FAST)
     await eventually(
-        lambda: alice.phone.hears(),
-        lambda hearing: hearing.kind == "playback" and "/media/tts/" in hearing.detail,
+        lambda: playing_on(service, alice, caller, call.bridge_id),
+        lambda playing: any("/media/tts/" in media for media in playing),
         timeout=30,
         what="the speech playing",
     )
     await bob.press("1", FAST)  # not a terminator: the speech goes on
     await bob.press("#", FAST)  # bob hears it too (leg both): his # stops it
-    await alice.wait_hears("playback", "sound:beep", timeout=5)
-    speech = heard(alice)[0]
-    full = wav_seconds(speech_file(sim_service, speech.media))
+    speech, beep = await wait_heard(service, alice, caller, call.bridge_id, 2, timeout=10)
+    assert beep.media == "sound:beep"
+    full = wav_seconds(speech_file(service, speech.media))
+    assert full > 8
     assert speech.seconds < full / 2
-    assert heard(bob)[0].media == speech.media
-    await outcome(sim_service, "ok")
+    assert heard_on(service, bob, callee, call.bridge_id)[0].media == speech.media
+    assert fetched_by_asterisk(service, speech.media)
+    await outcome(service, "ok")
 
 
 async def test_no_engine_fails_the_flow_with_the_reason(

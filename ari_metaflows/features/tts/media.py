@@ -5,16 +5,23 @@ Asterisk 22 plays ``sound:http://host/path/file.wav`` by downloading it through
 route needs no API token — Asterisk sends none — so the URL itself is the credential:
 ``/media/tts/<key>.wav?expires=<unix time>&sig=<HMAC-SHA256(secret, "tts/<key>.wav:<expires>")>``.
 A wrong or expired signature answers 403, an unknown key 404. The answer carries
+``Content-Type: audio/wav`` (res_http_media_cache takes the file's format from the Content-Type
+first, then from the path's extension: both say ``wav``, format_wav's 8 kHz WAV),
 ``Cache-Control: max-age`` up to the expiry and an ``ETag``, so Asterisk's media cache reuses
-the download and revalidates it with ``If-None-Match`` (answered 304) rather than fetching again.
+the download and revalidates it with ``HEAD`` + ``If-None-Match`` (answered 304) rather than
+fetching again. Every request on the route is noted in ``SpeechMedia.fetches`` (method, key,
+status, User-Agent; the latest ``FETCH_LOG`` of them): what Asterisk fetched, for metrics,
+debugging and the real-Asterisk tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 import urllib.parse
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,14 +29,27 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from ...errors import Forbidden, NotFound
+from ...errors import Forbidden, MetaflowsError, NotFound
 from .engine import SpeechCache, is_key
 
 if TYPE_CHECKING:
     from ...config import Settings
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_TTL = 600.0  # long enough for a playback queued behind others on the same target
 MAX_WAV_BYTES = 4 * 1024 * 1024  # 1,000 characters of speech stay far below this
+FETCH_LOG = 256  # requests on the speech route remembered (SpeechMedia.fetches)
+
+
+@dataclass(frozen=True)
+class MediaFetch:
+    """One request on the speech route: who fetched which file, and the answer."""
+
+    method: str
+    key: str
+    status: int
+    user_agent: str
 
 
 class MediaSigner:
@@ -78,6 +98,7 @@ class SpeechMedia:
     signer: MediaSigner
     ttl: float = DEFAULT_TTL
     served: int = field(default=0)  # files answered on the route, for metrics and tests
+    fetches: deque[MediaFetch] = field(default_factory=lambda: deque(maxlen=FETCH_LOG))
 
     @classmethod
     def from_settings(cls, settings: Settings, *, base_url: str | None = None) -> SpeechMedia:
@@ -115,9 +136,32 @@ class SpeechMedia:
 
 async def serve_speech(request: web.Request, media: SpeechMedia | None) -> web.StreamResponse:
     """``GET``/``HEAD /media/tts/{key}.wav?expires&sig`` — no token, the signature is the key."""
-    key = request.match_info["key"]
     if media is None:
         raise NotFound("speech is not configured on this server")
+    key = request.match_info["key"]
+    agent = request.headers.get("User-Agent", "")[:200]
+    try:
+        response = _answer(request, media, key)
+    except MetaflowsError as exc:
+        _note(media, MediaFetch(request.method, key, exc.status, agent))
+        raise
+    _note(media, MediaFetch(request.method, key, response.status, agent))
+    return response
+
+
+def _note(media: SpeechMedia, fetch: MediaFetch) -> None:
+    media.fetches.append(fetch)
+    logger.info(
+        "tts: %s /media/tts/%s.wav → %d (%s)",
+        fetch.method,
+        fetch.key[:12],
+        fetch.status,
+        fetch.user_agent or "no User-Agent",
+    )
+
+
+def _answer(request: web.Request, media: SpeechMedia, key: str) -> web.Response:
+    """The file (200), or 304 when the asker's copy is current; refusals raise."""
     path, left = media.file_for(key, request.query.get("expires", ""), request.query.get("sig", ""))
     etag = f'"{key}"'
     headers = {"ETag": etag, "Cache-Control": f"private, max-age={left}"}
