@@ -13,8 +13,10 @@ from ari_metaflows.calls import playing
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim.model import HeardMedia
 from ari_metaflows.testing.eventually import eventually
+from ari_metaflows.testing.scenario import SimDriver
 
-from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, sim_only
+from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, sim_only, the_call
+from ..helpers.hearing import heard_on, playing_on, sound_seconds, wait_heard
 
 GOODBYE = 1.2  # seconds the simulated "goodbye" lasts
 
@@ -35,11 +37,12 @@ async def outcome(service: Service, module: str, result: str) -> None:
     )
 
 
-async def test_goodbye_then_hangup_is_heard_whole(sim_service: Service) -> None:
-    driver = sim_only(sim_service.driver)
-    driver.sim.core.timing.sounds["goodbye"] = GOODBYE
+async def test_goodbye_then_hangup_is_heard_whole(service: Service) -> None:
+    if isinstance(service.driver, SimDriver):
+        service.driver.sim.core.timing.sounds["goodbye"] = GOODBYE
+    length = await sound_seconds(service, "goodbye", GOODBYE)
     await doc(
-        sim_service,
+        service,
         **{
             "0": {
                 "module": "play",
@@ -48,25 +51,35 @@ async def test_goodbye_then_hangup_is_heard_whole(sim_service: Service) -> None:
             }
         },
     )
-    alice, bob = await connected_call(sim_service)
+    alice, bob = await connected_call(service)
+    call = the_call(service)
+    legs = {alice: call.legs["caller"].channel_id, bob: call.legs["callee"].channel_id}
     await alice.press("*0", FAST)
-    await alice.wait_hears("playback", "sound:goodbye")
+    await eventually(
+        lambda: playing_on(service, alice, legs[alice], call.bridge_id),
+        lambda playing: "sound:goodbye" in playing,
+        what="the goodbye playing",
+    )
     assert await alice.in_call()  # still there while the goodbye plays
-    await alice.wait_hears("idle", timeout=GOODBYE + 3)
-    await bob.wait_hears("idle")
+    await alice.wait_idle(timeout=length + 3)
+    await bob.wait_idle()
     for phone in (alice, bob):
-        (goodbye,) = heard(phone)
+        (goodbye,) = heard_on(service, phone, legs[phone], call.bridge_id)
         assert goodbye.media == "sound:goodbye"
         assert goodbye.state == "done"
-        assert goodbye.seconds >= GOODBYE - 0.05  # the whole of it, not cut by the hangup
-    await outcome(sim_service, "play", "ok")
+        assert goodbye.seconds >= length - 0.05  # the whole of it, not cut by the hangup
+    await outcome(service, "play", "ok")
 
 
-async def test_say_then_hangup_hears_every_digit(sim_service: Service) -> None:
-    driver = sim_only(sim_service.driver)
-    per_character = driver.sim.core.timing.per_character
+async def test_say_then_hangup_hears_every_digit(service: Service) -> None:
+    driver = service.driver
+    if isinstance(driver, SimDriver):
+        per_character = driver.sim.core.timing.per_character
+        length = 4 * per_character
+    else:
+        length = sum([await sound_seconds(service, f"digits/{d}", 0) for d in "4711"])
     await doc(
-        sim_service,
+        service,
         **{
             "1": {
                 "module": "say",
@@ -75,13 +88,15 @@ async def test_say_then_hangup_hears_every_digit(sim_service: Service) -> None:
             }
         },
     )
-    alice, bob = await connected_call(sim_service)
+    alice, bob = await connected_call(service)
+    call = the_call(service)
+    caller, callee = call.legs["caller"].channel_id, call.legs["callee"].channel_id
     await alice.press("*1", FAST)
-    await alice.wait_hears("idle", timeout=5)
-    (said,) = heard(alice)
+    await alice.wait_idle(timeout=length + 5)
+    (said,) = await wait_heard(service, alice, caller, None, 1, timeout=5)
     assert said.media == "digits:4711"
-    assert said.seconds >= 4 * per_character - 0.05
-    assert heard(bob) == []  # leg self: only the presser heard it
+    assert said.seconds >= length - 0.05
+    assert heard_on(service, bob, callee, call.bridge_id) == []  # self: the presser only
 
 
 async def test_break_ends_the_wait_and_children_run(sim_service: Service) -> None:
@@ -110,10 +125,10 @@ async def test_break_ends_the_wait_and_children_run(sim_service: Service) -> Non
 
 
 async def test_a_failed_playback_fails_the_flow_and_children_do_not_run(
-    sim_service: Service, caplog: pytest.LogCaptureFixture
+    service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
     await doc(
-        sim_service,
+        service,
         **{
             "0": {
                 "module": "play",
@@ -122,10 +137,10 @@ async def test_a_failed_playback_fails_the_flow_and_children_do_not_run(
             }
         },
     )
-    alice, bob = await connected_call(sim_service)
+    alice, bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*0", FAST)
-        await outcome(sim_service, "play", "failed")
+        await outcome(service, "play", "failed")
     assert "Asterisk could not play the media" in caplog.text
     assert await alice.in_call()  # the hangup child did not run
     assert await bob.in_call()

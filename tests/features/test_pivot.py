@@ -17,7 +17,8 @@ from ari_metaflows.metaflows.documents import validate_document
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.testing.eventually import eventually
 
-from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, sim_only
+from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, the_call
+from ..helpers.hearing import heard_on, wait_heard
 
 BEEP_NODE = {"module": "play", "data": {"id": "beep", "leg": "self"}}
 
@@ -83,21 +84,18 @@ async def outcome(service: Service, result: str) -> None:
     )
 
 
-def heard_media(phone: Any) -> list[str]:
-    return [item.media for item in phone.phone.heard_media]
-
-
 @pytest.mark.parametrize("method", ["get", "post"])
 async def test_the_answered_node_runs_next_with_the_calls_data(
-    sim_service: Service, voice: VoiceServer, method: str
+    service: Service, voice: VoiceServer, method: str
 ) -> None:
-    sim_only(sim_service.driver)
-    await pivot_doc(sim_service, voice.url, method=method)
-    alice, bob = await connected_call(sim_service)
+    await pivot_doc(service, voice.url, method=method)
+    alice, bob = await connected_call(service)
+    call = the_call(service)
+    caller, callee = call.legs["caller"].channel_id, call.legs["callee"].channel_id
     await alice.press("*642", FAST)  # the pattern: captures 42
-    await alice.wait_hears("playback", "sound:beep")
-    await outcome(sim_service, "ok")
-    call = next(iter(sim_service.engine.calls.values()))
+    (beep,) = await wait_heard(service, alice, caller, None, 1)  # the answered node ran
+    assert beep.media == "sound:beep"
+    await outcome(service, "ok")
     verb, fields = voice.requests[0]
     assert verb == method.upper()
     assert fields["Call-ID"] == [call.id]
@@ -105,37 +103,34 @@ async def test_the_answered_node_runs_next_with_the_calls_data(
     assert fields["User-ID"] == ["u-alice"]
     assert fields["Digits"] == ["642"]
     assert fields["Capture"] == ["42"]
-    assert fields["Channel-ID"] == [call.legs["caller"].channel_id]
-    assert fields["Leg-callee"] == [call.legs["callee"].channel_id]
-    await eventually(lambda: heard_media(alice), lambda media: media == ["sound:beep"])
-    assert heard_media(bob) == []
+    assert fields["Channel-ID"] == [caller]
+    assert fields["Leg-callee"] == [callee]
+    assert heard_on(service, bob, callee, call.bridge_id) == []
 
 
 async def test_the_pivot_nodes_own_children_do_not_run(
-    sim_service: Service, voice: VoiceServer
+    service: Service, voice: VoiceServer
 ) -> None:
-    sim_only(sim_service.driver)
-    voice.answer = {"module": "hold_control", "data": {"action": "hold"}}
-    await pivot_doc(sim_service, voice.url)
-    alice, _bob = await connected_call(sim_service)
+    await pivot_doc(service, voice.url)
+    alice, _bob = await connected_call(service)
+    call = the_call(service)
+    caller = call.legs["caller"].channel_id
     await alice.press("*7", FAST)
-    await outcome(sim_service, "ok")
-    await alice.wait_hears("moh", "default")  # the answered hold_control ran
-    await asyncio.sleep(0.5)
-    assert "sound:never" not in heard_media(alice)
-    assert (await alice.hears()) == ("moh", "default")
+    await outcome(service, "ok")  # the flow is over: the answered beep played to its end
+    assert [m.media for m in heard_on(service, alice, caller, call.bridge_id)] == ["sound:beep"]
+    assert service.metrics.codes.get(("play", "failed"), 0) == 0  # "never" was not tried
 
 
 async def test_chained_pivots_are_bounded(
-    sim_service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
+    service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     voice.answer = {"module": "pivot", "data": {"voice_url": "placeholder"}}
     voice.answer["data"]["voice_url"] = voice.url  # answers itself: an endless chain
-    await pivot_doc(sim_service, voice.url)
-    alice, _bob = await connected_call(sim_service)
+    await pivot_doc(service, voice.url)
+    alice, _bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*7", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert len(voice.requests) == MAX_DEPTH
     assert f"more than {MAX_DEPTH} pivots in one flow" in caplog.text
 
@@ -150,7 +145,7 @@ async def test_chained_pivots_are_bounded(
     ],
 )
 async def test_a_bad_answer_fails_the_flow_clearly(
-    sim_service: Service,
+    service: Service,
     voice: VoiceServer,
     caplog: pytest.LogCaptureFixture,
     answer: Any,
@@ -158,11 +153,11 @@ async def test_a_bad_answer_fails_the_flow_clearly(
     reason: str,
 ) -> None:
     voice.answer, voice.content_type = answer, content_type
-    await pivot_doc(sim_service, voice.url)
-    alice, bob = await connected_call(sim_service)
+    await pivot_doc(service, voice.url)
+    alice, bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*7", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert "module pivot failed: voice_url" in caplog.text
     assert reason in caplog.text
     assert await alice.in_call()
@@ -170,42 +165,42 @@ async def test_a_bad_answer_fails_the_flow_clearly(
 
 
 async def test_an_unreachable_voice_url_fails_the_flow(
-    sim_service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
+    service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     closed = voice.url.replace("/voice", "").rsplit(":", 1)[0] + ":9/voice"  # discard port
-    await pivot_doc(sim_service, closed)
-    alice, _bob = await connected_call(sim_service)
+    await pivot_doc(service, closed)
+    alice, _bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*7", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert "voice_url is unreachable" in caplog.text
 
 
 async def test_a_slow_voice_url_times_out(
-    sim_service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
+    service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    feature = sim_service.engine.features.by_name["pivot"]
+    feature = service.engine.features.by_name["pivot"]
     assert isinstance(feature, PivotFeature)
     feature.timeout = 0.5
     voice.delay = 3.0
-    await pivot_doc(sim_service, voice.url)
-    alice, _bob = await connected_call(sim_service)
+    await pivot_doc(service, voice.url)
+    alice, _bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*7", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert "voice_url gave no answer within 0.5 s" in caplog.text
     assert await alice.in_call()
 
 
 async def test_an_answered_node_that_fails_fails_the_pivot(
-    sim_service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
+    service: Service, voice: VoiceServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     voice.answer = {"module": "play", "data": {"id": "http://127.0.0.1:9/gone.wav"}}
-    await pivot_doc(sim_service, voice.url)
-    alice, _bob = await connected_call(sim_service)
+    await pivot_doc(service, voice.url)
+    alice, _bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*7", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert "the answered play ended failed" in caplog.text
 
 

@@ -10,8 +10,12 @@ left out, as the simulator's phones leave them out).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import pytest
+
+from ari_metaflows.features.tts.engine import wav_seconds
 from ari_metaflows.testing.eventually import eventually
 from ari_metaflows.testing.scenario import AsteriskDriver, SimDriver, SimTestPhone
 
@@ -71,3 +75,19 @@ async def wait_heard(
         timeout=timeout,
         what=f"{phone.name} hearing {count} media to the end",
     )
+
+
+async def sound_seconds(service: Service, name: str, simulated: float) -> float:
+    """How long the sound ``name`` lasts: ``simulated`` on the simulator; on a real Asterisk,
+    the length of its ``en`` WAV file under Asterisk's data dir (``ASTDATADIR``, asked over
+    ARI), which the test reads when Asterisk runs on this host (else the test is skipped)."""
+    driver = service.driver
+    if isinstance(driver, SimDriver):
+        return simulated
+    assert isinstance(driver, AsteriskDriver)
+    status, answer = await driver.request("GET", "/asterisk/variable", variable="ASTDATADIR")
+    assert status == 200, answer
+    path = Path(answer["value"]) / "sounds" / "en" / f"{name}.wav"
+    if not path.is_file():
+        pytest.skip(f"Asterisk's sound {path} is not on this host")
+    return wav_seconds(path)
