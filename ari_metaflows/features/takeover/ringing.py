@@ -156,9 +156,23 @@ class Takeover:
         if refusal is not None:
             raise ModuleFailed(f"{self.action}: {refusal}")
 
-    def detach(self) -> None:
+    def detach(self, winner: Ringing | None = None) -> None:
+        """Stop intercepting. What the flow took but did not handle goes back to the call, in
+        order: events of the ``winner`` (now the leg in ``self.leg``: its first digits, its
+        hang-up) and its departure as that leg's. The other devices' events go nowhere: they
+        are hung up and were never parties."""
         call = self.call
-        call.remove_interceptor(self)
+        unhandled: list[dict[str, Any] | LegGone] = []
+        while not self.queue.empty():
+            item = self.queue.get_nowait()
+            if winner is None or isinstance(item, _CalleeAnswered):
+                continue
+            if isinstance(item, LegGone):
+                if item.role == winner.role:
+                    unhandled.append(LegGone(self.leg))
+            elif item.get("type") != "Dial" and _channel_id(item) == winner.channel_id:
+                unhandled.append(item)
+        call.remove_interceptor(self, unhandled)
         if call.feature_state.get(NAME) is self:
             del call.feature_state[NAME]
         for ringing in self.ringing:
@@ -314,13 +328,27 @@ class Takeover:
         leg.answered = leg.in_stasis = True
         if self.pickup:
             call.replace_leg(self.leg, leg, resolve=False)
-            self.detach()
+            self.detach(winner)
             await call.safely(gateway.hangup(old.channel_id, "answered_elsewhere"))
             await call.connect_callee(winner.snapshot)
             return
         bridge_id = call.bridge_id
         assert bridge_id is not None  # _check_shape
-        await gateway.add_to_bridge(bridge_id, [winner.channel_id])
-        call.replace_leg(self.leg, leg, resolve=True)
-        self.detach()
+        # Its owner and codes first: whether the bridge absorbs its digits depends on them,
+        # and it joins with absorbDTMF from the start (no re-add, no gap in its audio).
+        leg.identity, leg.metaflows = await call.owner_of(winner.snapshot)
+        call.replace_leg(self.leg, leg, resolve=False)
+        call.build_collectors()
+        try:
+            await call.join_bridge(bridge_id, [self.leg])
+        except BaseException:
+            call.replace_leg(self.leg, old, resolve=False)  # it stays: nothing changed
+            call.build_collectors()
+            raise
+        self.detach(winner)
         await call.safely(gateway.hangup(old.channel_id))
+
+
+def _channel_id(event: dict[str, Any]) -> str | None:
+    channel = event.get("channel")
+    return channel.get("id") if isinstance(channel, dict) else None
