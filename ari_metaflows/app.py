@@ -35,6 +35,7 @@ from .devices import DeviceDirectory, DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
 from .features.park import ParkFeature
+from .features.pivot import PivotFeature
 from .features.tts.errors import TtsError
 from .features.tts.media import SpeechMedia
 from .lifecycle import Lifecycle, StartupError
@@ -329,6 +330,9 @@ async def open_service(
             )
             sides[server.name] = side
             several = len(settings.asterisk_servers) > 1
+            pivot = side[0].features.get("pivot")
+            if isinstance(pivot, PivotFeature):  # undone after the engine: its CDR posts
+                lifecycle.push(f"pivot CDR posts ({server.name})", pivot.close)
             lifecycle.push(
                 f"call engine ({server.name})" if several else "call engine", side[0].close
             )

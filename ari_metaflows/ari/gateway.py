@@ -272,6 +272,9 @@ class AriGateway:
 
     # -- channels ---------------------------------------------------------------------------
 
+    async def channel(self, channel_id: str) -> dict[str, Any]:
+        return self._json(await self._call("channels", "get", channelId=channel_id))
+
     async def create_channel(
         self,
         endpoint: str,

@@ -7,21 +7,33 @@ a stored one, and runs it as the rest of the flow: the pivot node's own children
 runs with the same presser and injected context, and may pivot again, at most ``MAX_DEPTH``
 pivots deep. A slow, unreachable or wrong answer, or a fetched node that fails, ends the flow
 ``failed`` with the reason in the log (``fetch.PivotError``, a ``ModuleFailed``).
+
+A pivot with ``cdr_url`` has the call's record posted there when the call ends (``cdr.py``:
+off the call's critical path, bounded, never blocking the call's end).
 """
 
 from __future__ import annotations
 
 import contextvars
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 
-from ...calls.feature import END_OF_FLOW, BaseFeature, ModuleContext, ModuleSpec, run_flow
-from ...errors import ModuleFailed
+from ...calls.feature import (
+    END_OF_FLOW,
+    BaseFeature,
+    CallHandle,
+    ModuleContext,
+    ModuleSpec,
+    run_flow,
+)
+from ...errors import AriError, AriUnavailable, ModuleFailed
 from ...metaflows.fragments import HTTP_URL, boolean
 from ...metaflows.schema import Schema
+from .cdr import STATE, CdrNotes, CdrSender, ari_time, summary
 from .fetch import DEFAULT_TIMEOUT, PivotCallData, PivotTooDeep, fetch_pivot
 
 logger = logging.getLogger(__name__)
@@ -87,16 +99,26 @@ def call_data(ctx: ModuleContext) -> PivotCallData:
 
 class PivotFeature(BaseFeature):
     name = NAME
+    # Why a leg hung up, for the CDR (only calls with a cdr_url note it).
+    events = frozenset({"ChannelHangupRequest"})
 
-    def __init__(self, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def __init__(self, timeout: float = DEFAULT_TIMEOUT, cdr: CdrSender | None = None) -> None:
         self.timeout = timeout
+        self.cdr = cdr or CdrSender()
         self.modules = {"pivot": ModuleSpec(PIVOT, self.run, pivot_check)}
+
+    async def close(self) -> None:
+        """At shutdown: the CDR posts still under way get a moment, then are cancelled."""
+        await self.cdr.close()
 
     async def run(self, ctx: ModuleContext) -> str | None:
         depth = _DEPTH.get()
         if depth >= MAX_DEPTH:
             raise PivotTooDeep(f"pivot: more than {MAX_DEPTH} pivots in one flow")
         url = str(ctx.data["voice_url"])
+        cdr_url = ctx.data.get("cdr_url")
+        if isinstance(cdr_url, str) and cdr_url:
+            await self._note_cdr_url(ctx, cdr_url)
         async with aiohttp.ClientSession() as session:
             answer = await fetch_pivot(
                 session,
@@ -120,3 +142,68 @@ class PivotFeature(BaseFeature):
             module, outcome = failed[-1]
             raise ModuleFailed(f"pivot {url}: the answered {module} ended {outcome}")
         return END_OF_FLOW
+
+    # -- the call's record (cdr_url) -------------------------------------------------------------
+
+    async def _note_cdr_url(self, ctx: ModuleContext, url: str) -> None:
+        call = ctx.require_call()
+        notes: CdrNotes | None = call.feature_state.get(STATE)
+        if notes is None or notes.start is None:
+            start = await self._start_of(ctx)
+
+            def note() -> None:
+                mine: CdrNotes = call.feature_state.setdefault(STATE, CdrNotes())
+                if mine.start is None:
+                    mine.start = start
+                mine.add(url)
+
+            await call.ask(note)
+        else:
+            await call.ask(lambda: notes.add(url))
+
+    async def _start_of(self, ctx: ModuleContext) -> float:
+        """When the call began: its caller channel's creation (now, if Asterisk cannot say)."""
+        caller = ctx.channels.get("caller")
+        if caller is not None:
+            try:
+                return ari_time((await ctx.gateway.channel(caller)).get("creationtime")) or (
+                    time.time()
+                )
+            except (AriError, AriUnavailable) as exc:
+                logger.info("call %s: no start time for the CDR: %s", ctx.call_id, exc)
+        return time.time()
+
+    async def on_event(self, call: CallHandle, event: dict[str, Any]) -> None:
+        notes: CdrNotes | None = call.feature_state.get(STATE)
+        channel = event.get("channel")
+        if notes is None or not isinstance(channel, dict):
+            return
+        cause = event.get("cause")
+        notes.causes.setdefault(str(channel.get("id")), cause if isinstance(cause, int) else None)
+
+    async def on_leg_gone(self, call: CallHandle, role: str) -> bool:
+        notes: CdrNotes | None = call.feature_state.get(STATE)
+        leg = call.legs.get(role)
+        if notes is not None and notes.hangup_by is None and leg is not None and leg.party:
+            notes.hangup_by = role
+            notes.hangup_cause = notes.causes.get(leg.channel_id)
+        return False
+
+    async def on_call_end(self, call: CallHandle) -> None:
+        """Start the CDR posts; the call's end does not wait for them."""
+        notes: CdrNotes | None = call.feature_state.pop(STATE, None)
+        if notes is None or not notes.urls:
+            return
+        legs = {role: leg.channel_id for role, leg in call.legs.items() if leg.party}
+        owners: list[str] = []
+        account: str | None = None
+        for leg in call.legs.values():
+            identity = leg.identity
+            if identity is None or not leg.party:
+                continue
+            account = account or identity.account_id
+            if identity.user_id and identity.user_id not in owners:
+                owners.append(identity.user_id)
+        body = summary(call.id, account, legs, owners, notes, time.time())
+        for url in notes.urls:
+            self.cdr.send(call.id, url, body)
