@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..devices import DeviceStore, validate_device
+from ..devices.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from ..errors import NotFound, NotReady
 from .context import CONTEXT
 from .envelope import respond
-from .requests import data_object, if_match, path_id, principal_for, query_id
+from .requests import data_object, if_match, page_size, path_id, principal_for, query_id
 
 
 def _store(request: web.Request) -> DeviceStore:
@@ -24,18 +25,36 @@ async def _account(request: web.Request) -> str:
     return account_id
 
 
+async def _listing(request: web.Request, account_id: str, owner_id: str | None) -> web.Response:
+    """Oldest first, in Kazoo's pages: ``page_size`` (default 50), ``start_key`` from the
+    previous answer's ``next_start_key``; ``paginate=false`` answers every device at once."""
+    store = _store(request)
+    if request.query.get("paginate") == "false":
+        devices = await store.list(account_id, owner_id)
+        return respond(request, [device.summary() for device in devices])
+    start_key = request.query.get("start_key")
+    page = await store.page(
+        account_id,
+        owner_id,
+        page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
+        start_key=start_key,
+    )
+    paging: dict[str, object] = {"page_size": len(page.devices)}
+    if start_key is not None:
+        paging["start_key"] = start_key
+    if page.next_start_key is not None:
+        paging["next_start_key"] = page.next_start_key
+    return respond(request, [device.summary() for device in page.devices], paging=paging)
+
+
 async def list_devices(request: web.Request) -> web.Response:
     account_id = await _account(request)
-    owner_id = query_id(request, "filter_owner_id")
-    devices = await _store(request).list(account_id, owner_id)
-    return respond(request, [device.summary() for device in devices])
+    return await _listing(request, account_id, query_id(request, "filter_owner_id"))
 
 
 async def list_user_devices(request: web.Request) -> web.Response:
     account_id = await _account(request)
-    user_id = path_id(request, "user_id")
-    devices = await _store(request).list(account_id, user_id)
-    return respond(request, [device.summary() for device in devices])
+    return await _listing(request, account_id, path_id(request, "user_id"))
 
 
 async def create_device(request: web.Request) -> web.Response:

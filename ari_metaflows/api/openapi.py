@@ -357,12 +357,32 @@ def _device_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
         "schema": {"type": "string"},
         "description": "only the devices this user owns",
     }
+    paging = [
+        {
+            "name": "page_size",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+        },
+        {
+            "name": "start_key",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "the next_start_key of the previous page",
+        },
+        {
+            "name": "paginate",
+            "in": "query",
+            "schema": {"type": "string", "enum": ["false"]},
+            "description": "false: every device in one answer",
+        },
+    ]
     return {
         "/v2/accounts/{account_id}/devices": {
             "parameters": [account],
             "get": {
-                "summary": "The account's devices (id, name, owner_id, enabled, username)",
-                "parameters": [owner_filter],
+                "summary": "The account's devices, oldest first (Kazoo paging: next_start_key)",
+                "description": "Each row: id, name, owner_id, enabled, username.",
+                "parameters": [owner_filter, *paging],
                 "responses": _responses(plain_ok),
             },
             "put": {
@@ -388,7 +408,11 @@ def _device_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "/v2/accounts/{account_id}/users/{user_id}/devices": {
             "parameters": [account, _path_param("user_id")],
-            "get": {"summary": "The devices a user owns", "responses": _responses(plain_ok)},
+            "get": {
+                "summary": "The devices a user owns, oldest first (Kazoo paging)",
+                "parameters": paging,
+                "responses": _responses(plain_ok),
+            },
         },
     }
 

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from ..db.database import Database
+from ..db.paging import decode_start_key, encode_start_key
 from ..errors import NotFound, RevisionConflict
 from .model import Device
 
@@ -55,6 +56,14 @@ def _stored(row: asyncpg.Record) -> StoredDevice:
 
 
 _COLUMNS = "account_id, id, document, revision"
+DEFAULT_PAGE_SIZE = 50  # Kazoo's crossbar default
+MAX_PAGE_SIZE = 500
+
+
+@dataclass(frozen=True, slots=True)
+class DevicePage:
+    devices: list[StoredDevice]
+    next_start_key: str | None  # where the next page starts; None on the last page
 
 
 class DeviceStore:
@@ -96,6 +105,35 @@ class DeviceStore:
                 owner_id,
             )
         return [_stored(row) for row in rows]
+
+    async def page(
+        self,
+        account_id: str,
+        owner_id: str | None = None,
+        *,
+        page_size: int = DEFAULT_PAGE_SIZE,
+        start_key: str | None = None,
+    ) -> DevicePage:
+        """One page of ``list`` (oldest first); ``start_key`` (from ``next_start_key``)
+        continues where the previous page stopped (``InvalidRequest`` if it is not ours)."""
+        after = decode_start_key(start_key) if start_key is not None else None
+        async with self.db.connection() as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS}, created_at FROM devices WHERE account_id = $1 "
+                "AND ($2::text IS NULL OR owner_id = $2) "
+                "AND ($3::timestamptz IS NULL OR (created_at, id) >= ($3, $4)) "
+                "ORDER BY created_at, id LIMIT $5",
+                account_id,
+                owner_id,
+                after[0] if after else None,
+                after[1] if after else "",
+                page_size + 1,
+            )
+        following = rows[page_size] if len(rows) > page_size else None
+        return DevicePage(
+            [_stored(row) for row in rows[:page_size]],
+            encode_start_key(following["created_at"], following["id"]) if following else None,
+        )
 
     async def replace(
         self,
