@@ -24,6 +24,7 @@ from ari_metaflows.testing.scenario import SimDriver
 from ..helpers.engine_service import ACCOUNT, FAST, Service, connected_call, the_call
 from ..helpers.hearing import heard_on, playing_on, wait_heard
 
+logger = logging.getLogger(__name__)
 ASTERISK_CURL = "asterisk-libcurl-agent/1.0"  # res_http_media_cache's default curl_useragent
 
 TEXT = "Thank you for calling. Goodbye."
@@ -87,6 +88,7 @@ async def test_tts_is_heard_by_the_presser_for_the_length_of_the_speech(
     assert seconds > 1.0
     # A real Asterisk times it from PlaybackStarted (before its download) to PlaybackFinished.
     slack = 0.2 if isinstance(service.driver, SimDriver) else 0.5
+    logger.info("the speech lasts %.3f s; alice heard it for %.3f s", seconds, speech.seconds)
     assert speech.seconds == pytest.approx(seconds, abs=slack)
     assert beep.media == "sound:beep"
     assert heard_on(service, bob, callee, call.bridge_id) == []  # bob heard alice's voice only
@@ -135,21 +137,21 @@ async def test_a_terminator_stops_the_speech_and_children_run(service: Service) 
 
 
 async def test_no_engine_fails_the_flow_with_the_reason(
-    sim_service: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    service: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await listening(sim_service)
-    assert sim_service.app.speech is not None
+    await listening(service)
+    assert service.app.speech is not None
     broken = SpeechMedia(
         SpeechCache(tmp_path, library=str(tmp_path / "missing" / "libespeak-ng.so")),
-        sim_service.app.speech.signer,
+        service.app.speech.signer,
     )
-    feature = sim_service.engine.features.by_name["tts"]
+    feature = service.engine.features.by_name["tts"]
     assert isinstance(feature, TtsFeature)
     feature.speech = broken
     with caplog.at_level(logging.INFO):
         assert await check_speech(broken) is False
     assert "tts: no speech on this server" in caplog.text
-    await sim_service.document(
+    await service.document(
         Owner.account(ACCOUNT),
         numbers={
             "5": {
@@ -159,29 +161,30 @@ async def test_no_engine_fails_the_flow_with_the_reason(
             }
         },
     )
-    alice, bob = await connected_call(sim_service)
+    alice, bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*5", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert "module tts failed: cannot load libespeak-ng" in caplog.text
     assert await alice.in_call()  # the call goes on; the child did not run
     assert await bob.in_call()
 
 
 async def test_a_language_espeak_does_not_know_is_a_failed_flow(
-    sim_service: Service, caplog: pytest.LogCaptureFixture
+    service: Service, caplog: pytest.LogCaptureFixture
 ) -> None:
-    await listening(sim_service)
-    await sim_service.document(
+    await listening(service)
+    await service.document(
         Owner.account(ACCOUNT),
         numbers={"5": {"module": "tts", "data": {"text": TEXT, "language": "qq-ZZ"}}},
     )
-    alice, _bob = await connected_call(sim_service)
+    alice, _bob = await connected_call(service)
     with caplog.at_level(logging.WARNING):
         await alice.press("*5", FAST)
-        await outcome(sim_service, "failed")
+        await outcome(service, "failed")
     assert "no voice for language 'qq-zz'" in caplog.text
-    assert heard(alice) == []
+    call = the_call(service)
+    assert heard_on(service, alice, call.legs["caller"].channel_id, call.bridge_id) == []
 
 
 async def test_the_service_checks_its_engine_at_start(
