@@ -332,7 +332,8 @@ async def open_service(
             several = len(settings.asterisk_servers) > 1
             pivot = side[0].features.get("pivot")
             if isinstance(pivot, PivotFeature):  # undone after the engine: its CDR posts
-                lifecycle.push(f"pivot CDR posts ({server.name})", pivot.close)
+                named = f" ({server.name})" if several else ""
+                lifecycle.push(f"pivot CDR posts{named}", pivot.close)
             lifecycle.push(
                 f"call engine ({server.name})" if several else "call engine", side[0].close
             )

@@ -43,7 +43,7 @@ def page_size(request: web.Request, default: int, maximum: int) -> int:
     raw = request.query.get("page_size")
     if raw is None:
         return default
-    if not raw.isdigit() or not 1 <= int(raw) <= maximum:
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= maximum:  # not "³"
         raise InvalidRequest(f"page_size must be a whole number from 1 to {maximum}")
     return int(raw)
 

@@ -197,6 +197,7 @@ async def test_open_service_then_close_leaves_nothing_behind(
         "ARI connection",
         "REST API",
         "call engine",
+        "pivot CDR posts",
         "speech engine",
         "audit trail",
         "recordings journal",

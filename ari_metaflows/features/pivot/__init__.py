@@ -99,8 +99,6 @@ def call_data(ctx: ModuleContext) -> PivotCallData:
 
 class PivotFeature(BaseFeature):
     name = NAME
-    # Why a leg hung up, for the CDR (only calls with a cdr_url note it).
-    events = frozenset({"ChannelHangupRequest"})
 
     def __init__(self, timeout: float = DEFAULT_TIMEOUT, cdr: CdrSender | None = None) -> None:
         self.timeout = timeout
@@ -173,20 +171,11 @@ class PivotFeature(BaseFeature):
                 logger.info("call %s: no start time for the CDR: %s", ctx.call_id, exc)
         return time.time()
 
-    async def on_event(self, call: CallHandle, event: dict[str, Any]) -> None:
-        notes: CdrNotes | None = call.feature_state.get(STATE)
-        channel = event.get("channel")
-        if notes is None or not isinstance(channel, dict):
-            return
-        cause = event.get("cause")
-        notes.causes.setdefault(str(channel.get("id")), cause if isinstance(cause, int) else None)
-
     async def on_leg_gone(self, call: CallHandle, role: str) -> bool:
         notes: CdrNotes | None = call.feature_state.get(STATE)
         leg = call.legs.get(role)
         if notes is not None and notes.hangup_by is None and leg is not None and leg.party:
             notes.hangup_by = role
-            notes.hangup_cause = notes.causes.get(leg.channel_id)
         return False
 
     async def on_call_end(self, call: CallHandle) -> None:

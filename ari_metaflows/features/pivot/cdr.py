@@ -8,10 +8,11 @@ node with ``cdr_url`` notes the URL on its call (``CdrNotes`` in
     {"call_id": "…", "account_id": "acc1", "legs": {"caller": "<channel id>", …},
      "owner_ids": ["u-alice"], "start": "2026-11-30T07:05:52.123Z",
      "end": "2026-11-30T07:06:40.008Z", "duration_s": 47.885,
-     "hangup_by": "callee", "hangup_cause": 16}
+     "hangup_by": "callee"}
 
-``hangup_by`` is the first party leg that left, ``hangup_cause`` what Asterisk's
-``ChannelHangupRequest`` of that leg said (null when it said nothing). The POST runs off the
+``hangup_by`` is the first party leg that left. No hangup cause: the service leaves
+``ChannelHangupRequest`` out of its ARI event filter (cost), and ``ChannelDestroyed``'s cause
+stays in the call core. The POST runs off the
 call's critical path: the call's end only starts a task that ``CdrSender`` owns, bounded by
 ``CDR_TIMEOUT``; it is not retried (a CDR is a notification, not a ledger). Its outcome is
 logged with the call id and counted (``CdrSender.sent`` / ``failed``); at shutdown pending
@@ -46,9 +47,7 @@ class CdrNotes:
 
     urls: list[str] = field(default_factory=list)
     start: float | None = None  # Unix seconds: the caller channel's creation
-    hangup_by: str | None = None
-    hangup_cause: int | None = None  # Q.850, as ChannelHangupRequest gave it
-    causes: dict[str, int | None] = field(default_factory=dict)  # channel id → its cause
+    hangup_by: str | None = None  # the first party leg that left
 
     def add(self, url: str) -> bool:
         if url in self.urls or len(self.urls) >= MAX_URLS:
@@ -86,7 +85,6 @@ def summary(
         "end": iso_utc(end),
         "duration_s": round(end - start, 3) if start is not None else None,
         "hangup_by": notes.hangup_by,
-        "hangup_cause": notes.hangup_cause,
     }
 
 
