@@ -83,9 +83,12 @@ async def test_children_run_in_order_play_then_record(service: Service) -> None:
     await wait_until(lambda: current_recording(call) is not None)
     driver = service.driver
     if isinstance(driver, SimDriver):
-        order = [
-            path.rsplit("/", 1)[-1]
-            for _, path, _ in driver.sim.core.requests
-            if path.endswith(("/play", "/record"))
-        ]
-        assert order == ["play", "record"]
+        requests = driver.sim.core.requests
+
+        def order() -> list[str]:
+            return [
+                p.rsplit("/", 1)[-1] for _, p, _ in requests if p.endswith(("/play", "/record"))
+            ]
+
+        # The recording is noted on the call as its request leaves: wait for it to arrive.
+        assert await wait_until(order, lambda seen: len(seen) >= 2) == ["play", "record"]
