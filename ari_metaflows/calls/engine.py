@@ -31,6 +31,7 @@ from .feature import FeatureRegistry
 from .identity import identity_of
 from .leg import Leg, Phase, Role
 from .messages import Adopted, LegGone, Refresh, RunNode
+from .relay import RelayGate
 from .settings import CallTimeouts, EngineSettings
 
 __all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
@@ -77,6 +78,7 @@ class CallEngine:
         # Called with a call after its task handled something (the cluster's live state marks
         # it for the write-behind); None on a single instance.
         self.live_mark: Callable[[Call], None] | None = None
+        self.relay_gate = RelayGate()  # relay requests in flight, all calls together
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
         self._by_channel: dict[str, Call] = {}
