@@ -16,7 +16,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..ari.gateway import AriGateway
@@ -34,6 +34,8 @@ from .messages import Adopted, LegGone, Refresh, RunNode
 from .settings import CallTimeouts, EngineSettings
 
 __all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
+
+AdoptLone = Callable[[list[tuple[dict[str, Any], str | None]]], Awaitable[set[str]]]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,10 @@ class CallEngine:
         # Called with a call after its task handled something (the cluster's live state marks
         # it for the write-behind); None on a single instance.
         self.live_mark: Callable[[Call], None] | None = None
+        # Offered, at each resync, the channels in our app that no call knows and that share
+        # no bridge (with their bridge); answers those it adopted (the cluster's park feature:
+        # parked calls of a previous holder). The others are hung up.
+        self.adopt_lone: AdoptLone | None = None
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
         self._by_channel: dict[str, Call] = {}
@@ -274,6 +280,8 @@ class CallEngine:
             for call in list(self.calls.values()):
                 if call.task is not None:
                     call.task.cancel()
+            if self.adopt_lone is not None:
+                await self.adopt_lone([])  # nothing survived a restart of Asterisk
             return
         await self.resync(gateway)
 
@@ -289,13 +297,21 @@ class CallEngine:
                     call.submit(LegGone(role))
         unknown = live - set(self._by_channel)
         if not unknown:
+            if self.adopt_lone is not None:
+                await self.adopt_lone([])
             return
         channels = {c["id"]: c for c in await gateway.channels() if c.get("id") in unknown}
+        bridge_of: dict[str, str] = {}
         for bridge in await gateway.bridges():
             members = [m for m in bridge.get("channels", []) if m in channels]
             if len(members) == 2 and len(bridge.get("channels", [])) == 2:
                 self._adopt(bridge["id"], [channels[m] for m in members])
                 unknown -= set(members)
+            elif len(bridge.get("channels", [])) == 1:
+                bridge_of.update((m, bridge["id"]) for m in members)
+        if self.adopt_lone is not None:
+            lone = [(channels[c], bridge_of.get(c)) for c in sorted(unknown) if c in channels]
+            unknown -= await self.adopt_lone(lone)
         for channel_id in unknown:
             if channel_id in channels:
                 logger.warning(
@@ -333,6 +349,27 @@ class CallEngine:
             first.get("name"),
             second.get("name"),
         )
+
+    def adopt_lone_call(self, snapshot: dict[str, Any], bridge_id: str, role: str) -> Call:
+        """A call of one party waiting alone in ``bridge_id`` (a parked call a previous holder
+        left): its task starts at the loop's next turn, so the adopting feature sets its state
+        first."""
+        call = Call(self, snapshot["id"], "", self.settings.timeouts.ring_default)
+        call.legs[role] = Leg(
+            role,
+            snapshot["id"],
+            snapshot.get("name", ""),
+            str(snapshot.get("state") or "Up"),
+            in_stasis=True,
+            answered=True,
+            bridge=bridge_id,
+        )
+        call.bridge_id = bridge_id
+        call.phase = Phase.CONNECTED
+        self.track_channel(snapshot["id"], call)
+        self.track_bridge(bridge_id, call)
+        self._start_task(call, None)
+        return call
 
     def audit_record(self, event: MetaflowEvent) -> None:
         if self.audit is not None:
