@@ -158,6 +158,13 @@ async def running_cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cl
             target = caller[0] + "003"
             sim.core.dialplan.add("internal", target, DialPhone(target))
             sim.add_phone(target, on_call="answer")
+            # A second call of the same owner: 1005 → 1004 (2005 → 2004).
+            second, other = caller[0] + "005", caller[0] + "004"
+            sim.core.dialplan.add(
+                "internal", other, StasisApp("metaflows", ("dial", f"PJSIP/{other}"))
+            )
+            sim.add_phone(second, variables=owner)
+            sim.add_phone(other, on_call="answer")
         first = next(iter(sims.values()))
         asterisks = ",".join(f"{name}={sim.url}" for name, sim in sims.items())
         instances = []

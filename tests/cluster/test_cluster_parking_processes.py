@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import aiohttp
+import asyncpg
 
 from ari_metaflows.testing.eventually import eventually
 
@@ -53,8 +54,12 @@ async def test_a_parked_call_is_listed_by_every_instance_and_retrieved_through_a
         await park_alices_peer(cluster, session, i2, channels["ast1"])
 
         for instance in cluster.instances:
+
+            async def listed(instance: Instance = instance) -> list[dict[str, Any]]:
+                return await listed_on(instance, session)
+
             (parked,) = await eventually(
-                lambda instance=instance: listed_on(instance, session),
+                listed,
                 lambda parked: len(parked) == 1,
                 timeout=5,
                 what=f"{instance.name} lists the parked call",
@@ -130,7 +135,7 @@ async def test_recording_a_live_call_requested_on_a_non_holder(cluster: Cluster)
 
 
 async def test_a_stalled_owner_gives_503_then_the_next_holder_adopts_the_parked_call(
-    cluster: Cluster,
+    cluster: Cluster, database_url: str
 ) -> None:
     async with aiohttp.ClientSession() as session:
         await start_all(cluster, session, count=2)
@@ -142,8 +147,26 @@ async def test_a_stalled_owner_gives_503_then_the_next_holder_adopts_the_parked_
         await eventually(
             lambda: i2.call(session, "GET", carol), lambda answer: answer[0] == 200, timeout=5
         )
+        # A second call on ast1 (1005 → 1004), parked too: its party hangs up while i1 is
+        # stalled, so the next holder frees its slot instead of adopting it.
+        sim = cluster.sims["ast1"]
+        second = phone(sim, "1005").call("1004", "internal").id
+        await phone(sim, "1005").wait_hears("party", "1004")
+        await eventually(
+            lambda: i1.call(
+                session,
+                "POST",
+                f"/v2/accounts/acc1/channels/{second}",
+                {"data": {"action": "park"}},
+            ),
+            lambda answer: answer[0] == 202,
+            timeout=5,
+        )
+        await phone(sim, "1004").wait_hears("moh")
+        await eventually(lambda: listed_on(i2, session), lambda parked: len(parked) == 2)
 
         i1.signal(signal.SIGSTOP)
+        await phone(sim, "1004").hangup()
         for method, path, body in [
             ("POST", f"{LOT}/701", TO_1003),
             ("POST", carol, {"data": {"action": "record_call"}}),
@@ -156,7 +179,8 @@ async def test_a_stalled_owner_gives_503_then_the_next_holder_adopts_the_parked_
             assert answer["data"]["message"].startswith("asterisk unavailable"), answer
             assert took < 4.0
 
-        # i2 takes ast1 over and adopts bob, still waiting in his parking bridge.
+        # i2 takes ast1 over and adopts bob, still waiting in his parking bridge; 1004's
+        # slot is free again.
         await eventually(
             lambda: i2.leases(session), lambda held: held == {"ast1", "ast2"}, timeout=8
         )
@@ -172,6 +196,16 @@ async def test_a_stalled_owner_gives_503_then_the_next_holder_adopts_the_parked_
             "PJSIP/1001",
         )
         await phone(cluster.sims["ast1"], "1002").wait_hears("moh")  # not hung up
+
+        async def slots() -> list[tuple[str, str]]:
+            conn = await asyncpg.connect(database_url)
+            try:
+                rows = await conn.fetch("SELECT slot, instance FROM parking_slots ORDER BY slot")
+            finally:
+                await conn.close()
+            return [(row["slot"], row["instance"]) for row in rows]
+
+        await eventually(slots, lambda rows: rows == [("701", "i2")], timeout=5)
         status, body = await i2.call(session, "POST", f"{LOT}/701", TO_1003)
         assert status == 202, body
         await phone(cluster.sims["ast1"], "1002").wait_hears("party", "1003")
