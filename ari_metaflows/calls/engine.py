@@ -6,8 +6,9 @@ own task; the engine's maps are only touched from the event loop.
 
 Resync policy after a reconnection (SPEC §2, §8): calls whose channels are gone are ended;
 channels in our application that no call knows (say, after this service restarted) are adopted
-when two of them share a bridge (features keep working), and otherwise hung up, since nothing
-would ever take them out of the application.
+when two of them share a bridge (features keep working); the others are offered to
+``adopt_lone`` (in a cluster, the park feature adopts the parked calls of a previous holder)
+and otherwise hung up, since nothing would ever take them out of the application.
 """
 
 from __future__ import annotations
