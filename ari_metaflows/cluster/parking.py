@@ -20,7 +20,6 @@ from ..features.park.lots import InheritedSlot, ParkedParty, SlotRange
 
 logger = logging.getLogger(__name__)
 
-CLAIM_ATTEMPTS = 3  # another instance took the first free slot at the same moment: try again
 
 # Listings show the rows of instances that still hold their Asterisk (as live legs do).
 _HELD = (
@@ -52,7 +51,9 @@ class PgSharedSlots:
             party.timeout,
             party.bridge_id,
         )
-        for _ in range(CLAIM_ATTEMPTS):
+        # Each lost race means another claim took a slot of the lot: the lot is full after at
+        # most one attempt per slot.
+        for _ in range(slots.last - slots.first + 2):
             async with self.db.connection() as conn:
                 if wanted is not None:
                     slot = await conn.fetchval(
@@ -122,14 +123,15 @@ class PgSharedSlots:
             )
 
     async def take_over(self) -> int:
-        """This instance now holds the Asterisk: the slots other instances took on it become
-        ours (an instance that lost the Asterisk can no longer release them), kept for the
-        park feature to adopt their calls after the resync (``inherited``). Answers how many."""
+        """This instance now holds the Asterisk (and serves no call there yet): every slot
+        taken on it becomes ours (an instance that lost the Asterisk can no longer release
+        them; this one may have held it before), kept for the park feature to adopt their calls
+        after the resync (``inherited``). Answers how many."""
         async with self.db.connection() as conn:
             rows = await conn.fetch(
                 f"""
                 UPDATE parking_slots p SET instance = $2
-                WHERE p.asterisk = $1 AND p.instance <> $2
+                WHERE p.asterisk = $1
                 RETURNING {_COLUMNS},
                     greatest(coalesce(p.timeout, 0)
                              - extract(epoch FROM clock_timestamp() - p.parked_at), 0)::float8

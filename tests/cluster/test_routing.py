@@ -8,6 +8,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
 
 from ari_metaflows.backoff import Backoff
@@ -34,6 +35,7 @@ from ari_metaflows.errors import (
     ValidationFailed,
 )
 from ari_metaflows.metaflows.documents import Node
+from ari_metaflows.testing.eventually import eventually
 
 PLAY = Node("play", {"id": "beep"}, {"_": Node("hangup", {})})
 UNPARK = SendParkedOnAction("acc1", "701", "internal", "1003", 1)
@@ -63,8 +65,9 @@ class Holder:
 @pytest.fixture
 async def routers(db: Database, database_url: str) -> AsyncIterator[tuple[ActionRouter, Holder]]:
     holder = Holder()
-    asker = ActionRouter(db, database_url, "i2", holder.local, timeout=1.0)
-    serving = ActionRouter(db, database_url, "i1", holder.local, timeout=1.0)
+    quick = Backoff(initial=0.05, maximum=0.1)
+    asker = ActionRouter(db, database_url, "i2", holder.local, timeout=1.0, backoff=quick)
+    serving = ActionRouter(db, database_url, "i1", holder.local, timeout=1.0, backoff=quick)
     for router in (asker, serving):
         await router.start()
     try:
@@ -149,3 +152,25 @@ async def test_an_instance_not_listening_refuses_at_once(db: Database, database_
     router = ActionRouter(db, database_url, "i3", holder.local, backoff=Backoff(0.1, 0.1))
     with pytest.raises(AsteriskUnavailable, match="cannot receive answers"):
         await router.request("i1", "ast1", UNPARK)
+
+
+async def test_routing_works_again_after_the_listening_connections_drop(
+    routers: tuple[ActionRouter, Holder], database_url: str
+) -> None:
+    asker, _ = routers
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await admin.close()
+    # Both sides listen again (the one LISTEN loop, db/listener.py): the request goes through.
+    answer = await eventually(
+        lambda: asker.request("i1", "ast1", UNPARK),
+        timeout=10,
+        retry_on=(AsteriskUnavailable,),
+        what="a routed action after the LISTEN connections dropped",
+    )
+    assert answer == {"slot": "701"}

@@ -69,6 +69,12 @@ async def test_the_new_holder_of_an_asterisk_inherits_the_slots_its_previous_hol
     await heir.close()
     assert await heir.claim("acc1", None, LOT, party("c")) == "701"
     assert await heir.claim("acc1", "702", LOT, party("d")) is None  # ast2's slot stays taken
+    # Holding the Asterisk again, an instance inherits every slot on it, its own earlier ones
+    # too (its calls went when it lost the Asterisk).
+    assert await dead.take_over() == 1
+    assert list(dead.inherited()) == ["c"]
+    assert await dead.take_over() == 1
+    assert list(dead.inherited()) == ["c"]
 
 
 async def test_every_instance_lists_the_parked_calls_of_held_servers(db: Database) -> None:

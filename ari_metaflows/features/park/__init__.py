@@ -70,6 +70,7 @@ class Parked:
     deadline: float  # loop time
     since: float = field(default_factory=time.time)
     timeout: float = float(TIMEOUT)
+    adopted: bool = False  # from a previous holder of the Asterisk: its owner is not known yet
 
 
 @dataclass
@@ -271,21 +272,25 @@ class ParkFeature(BaseFeature):
         if self.shared is None:
             return set()
         inherited = self.shared.inherited()
-        gateway = engine.gateway
         adopted: set[str] = set()
         for snapshot, bridge_id in lone:
             held = inherited.pop(str(snapshot.get("id")), None)
-            if held is None or bridge_id is None or gateway is None:
-                if held is not None:
-                    inherited[held.party.channel_id] = held
+            if held is None:
                 continue
-            if self.lots.get(held.account_id, held.slot) is not None:
+            if bridge_id is None or self.lots.get(held.account_id, held.slot) is not None:
+                logger.warning(
+                    "slot %s of %s: %s is not waiting alone in a bridge; not adopted",
+                    held.slot,
+                    held.account_id,
+                    snapshot.get("name"),
+                )
                 inherited[held.party.channel_id] = held
                 continue
-            identity = await engine.identity_of_channel(gateway, snapshot)
+            # No await from here to the end of the iteration: the call's task starts after.
             call = engine.adopt_lone_call(snapshot, bridge_id, Role.CALLEE)
             leg = call.legs[Role.CALLEE]
-            leg.identity = identity or LegIdentity(held.account_id)
+            # The owner's metaflows are looked up when someone retrieves the call.
+            leg.identity = LegIdentity(held.account_id)
             self.lots.claim(held.account_id, held.slot, call)
             now = asyncio.get_running_loop().time()
             self._state(call).parked = Parked(
@@ -296,6 +301,7 @@ class ParkFeature(BaseFeature):
                 now + held.remaining,
                 since=held.parked_at,
                 timeout=held.party.timeout,
+                adopted=True,
             )
             call.set_phase(Phase.PARKED)
             call.set_deadline(NAME, now + held.remaining)
@@ -348,7 +354,7 @@ class ParkFeature(BaseFeature):
         # Owners first: whose digits the bridge absorbs depends on the collectors.
         leg.identity, leg.metaflows = await call.owner_of(snapshot)
         parked_leg = call.legs[state.role]
-        if parked_leg.identity is None or parked_leg.metaflows is None:  # adopted: unknown
+        if parked_leg.identity is None or state.adopted:
             parked_leg.identity, parked_leg.metaflows = await call.owner_of(
                 {"id": parked_leg.channel_id, "name": parked_leg.name}
             )
