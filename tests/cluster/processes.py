@@ -165,6 +165,8 @@ async def running_cluster(database_url: str, tmp_path: Path) -> AsyncIterator[Cl
             )
             sim.add_phone(second, variables=owner)
             sim.add_phone(other, on_call="answer")
+            # A parked call not retrieved in time rings its parker back (slot 701).
+            sim.core.dialplan.add("metaflows-park-timeout", "701", DialPhone(caller, 20))
         first = next(iter(sims.values()))
         asterisks = ",".join(f"{name}={sim.url}" for name, sim in sims.items())
         instances = []

@@ -28,7 +28,11 @@ async def listed_on(instance: Instance, session: aiohttp.ClientSession) -> list[
 
 
 async def park_alices_peer(
-    cluster: Cluster, session: aiohttp.ClientSession, via: Instance, channel: str
+    cluster: Cluster,
+    session: aiohttp.ClientSession,
+    via: Instance,
+    channel: str,
+    **park: int,
 ) -> None:
     """alice (ast1) parks bob (1002) through ``via``; bob hears music on hold."""
     await eventually(
@@ -38,7 +42,10 @@ async def park_alices_peer(
         what=f"{via.name} lists alice's leg",
     )
     status, body = await via.call(
-        session, "POST", f"/v2/accounts/acc1/channels/{channel}", {"data": {"action": "park"}}
+        session,
+        "POST",
+        f"/v2/accounts/acc1/channels/{channel}",
+        {"data": {"action": "park", **park}},
     )
     assert status == 202, body
     await phone(cluster.sims["ast1"], "1002").wait_hears("moh")
@@ -240,3 +247,25 @@ async def test_after_kill_9_a_parked_call_is_retrieved_through_an_instance_that_
         assert status == 202, body
         await phone(cluster.sims["ast1"], "1002").wait_hears("party", "1003")
         await eventually(lambda: listed_on(other, session), lambda parked: parked == [])
+
+
+async def test_an_adopted_parked_call_keeps_its_timeout_and_rings_the_parker_back(
+    cluster: Cluster,
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        await start_all(cluster, session, count=2)
+        channels = await up_calls(cluster, session)
+        i1, i2, _ = cluster.instances
+        await park_alices_peer(cluster, session, i1, channels["ast1"], timeout=6)
+        await phone(cluster.sims["ast1"], "1001").wait_hears("idle")  # alice heard the slot
+        i1.signal(signal.SIGKILL)
+        await eventually(
+            lambda: listed_on(i2, session),
+            lambda parked: len(parked) == 1 and parked[0]["instance"] == "i2",
+            timeout=8,
+            what="bob's parked call adopted by i2",
+        )
+        # i2 runs the rest of the 6 s: alice's phone rings, and she has bob again.
+        await phone(cluster.sims["ast1"], "1001").answer(timeout=10)
+        await phone(cluster.sims["ast1"], "1002").wait_hears("party", "1001")
+        await eventually(lambda: listed_on(i2, session), lambda parked: parked == [])
