@@ -34,7 +34,7 @@ from .db.migrate import apply_migrations
 from .devices import DeviceDirectory, DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
-from .features.park import ParkFeature
+from .features.park import ParkFeature, ParkingLots
 from .features.tts.errors import TtsError
 from .features.tts.media import SpeechMedia
 from .lifecycle import Lifecycle, StartupError
@@ -437,7 +437,9 @@ async def _cluster(
         engine.live_mark = live.mark
         slots = PgSharedSlots(db, name, instance)
         park = engine.features.get("park")
+        lots: ParkingLots | None = None
         if isinstance(park, ParkFeature):
+            lots = park.lots
             park.shared = slots
             # The resync offers the park feature the lone channels: parked calls to adopt.
             engine.adopt_lone = functools.partial(park.adopt, engine)
@@ -459,11 +461,13 @@ async def _cluster(
                 )
 
         async def dropped(
-            name: str = name, engine: CallEngine = engine, park: object = park
+            name: str = name,
+            engine: CallEngine = engine,
+            lots: ParkingLots | None = lots,
         ) -> None:
             await engine.close()  # another instance adopts the calls
-            if isinstance(park, ParkFeature):
-                park.lots.clear()  # their calls are no longer ours
+            if lots is not None:
+                lots.clear()  # their parked calls are no longer ours
             await live.forget_asterisk(name)
 
         session = LeasedSession(

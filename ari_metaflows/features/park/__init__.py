@@ -277,9 +277,13 @@ class ParkFeature(BaseFeature):
             held = inherited.pop(str(snapshot.get("id")), None)
             if held is None:
                 continue
-            if bridge_id is None or self.lots.get(held.account_id, held.slot) is not None:
+            if (
+                bridge_id is None  # not waiting alone in a bridge
+                or held.slot not in self.lots.slots  # another lot configured here
+                or self.lots.get(held.account_id, held.slot) is not None
+            ):
                 logger.warning(
-                    "slot %s of %s: %s is not waiting alone in a bridge; not adopted",
+                    "slot %s of %s: %s cannot be adopted; hanging it up",
                     held.slot,
                     held.account_id,
                     snapshot.get("name"),
