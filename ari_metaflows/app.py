@@ -26,7 +26,7 @@ from .calls.engine import CallEngine, EngineSettings
 from .cluster.directory import CallDirectory, ClusterDirectory
 from .cluster.lease import LEASE_RETRY, LeasedSession, PgLeaseStore
 from .cluster.live import LiveLegs
-from .cluster.parking import PgSharedSlots
+from .cluster.parking import ParkedCalls, PgSharedSlots
 from .cluster.routing import ActionRouter
 from .config import DEFAULT_ASTERISK, ListenAddress, Settings
 from .db.database import Database
@@ -34,7 +34,7 @@ from .db.migrate import apply_migrations
 from .devices import DeviceDirectory, DeviceStore
 from .errors import DatastoreUnavailable
 from .features import build_registry
-from .features.park import ParkFeature
+from .features.park import ParkFeature, ParkingLots
 from .features.pivot import PivotFeature
 from .features.tts.errors import TtsError
 from .features.tts.media import SpeechMedia
@@ -432,6 +432,7 @@ async def _cluster(
         live=live,
         leases=leases,
         held=lambda: {name for name, session in sessions.items() if session.held},
+        parked=ParkedCalls(db),
     )
     router = ActionRouter(db, database_url, instance, directory.run_here)
     await router.start()
@@ -441,23 +442,37 @@ async def _cluster(
         engine.live_mark = live.mark
         slots = PgSharedSlots(db, name, instance)
         park = engine.features.get("park")
+        lots: ParkingLots | None = None
         if isinstance(park, ParkFeature):
+            lots = park.lots
             park.shared = slots
+            # The resync offers the park feature the lone channels: parked calls to adopt.
+            engine.adopt_lone = functools.partial(park.adopt, engine)
         lifecycle.push(f"parking slot releases ({name})", slots.close)
 
         async def acquired(name: str = name, slots: PgSharedSlots = slots) -> None:
             try:
-                await slots.take_over()
+                inherited = await slots.take_over()
                 dropped = await live.take_over(name)
             except DatastoreUnavailable:
                 return  # the rows stay until the next takeover; listings may show them
-            if dropped:
+            if dropped or inherited:
                 logger.info(
-                    "asterisk %s: dropped %d live leg(s) of its previous holder", name, dropped
+                    "asterisk %s: dropped %d live leg(s) of its previous holder; %d parking "
+                    "slot(s) to adopt",
+                    name,
+                    dropped,
+                    inherited,
                 )
 
-        async def dropped(name: str = name, engine: CallEngine = engine) -> None:
+        async def dropped(
+            name: str = name,
+            engine: CallEngine = engine,
+            lots: ParkingLots | None = lots,
+        ) -> None:
             await engine.close()  # another instance adopts the calls
+            if lots is not None:
+                lots.clear()  # their parked calls are no longer ours
             await live.forget_asterisk(name)
 
         session = LeasedSession(

@@ -235,7 +235,10 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "/v2/accounts/{account_id}/parked_calls": {
             "parameters": [account],
-            "get": {"summary": "The account's parking lot", "responses": _responses(plain_ok)},
+            "get": {
+                "summary": "The account's parking lot (in a cluster: of every server)",
+                "responses": _responses(plain_ok),
+            },
         },
         "/v2/accounts/{account_id}/parked_calls/{slot}": {
             "parameters": [
@@ -247,6 +250,10 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
                     "schema": {"type": "string", "pattern": "^[0-9]{1,8}$"},
                 },
             ],
+            "get": {
+                "summary": "The call parked in the slot (in a cluster: on any server)",
+                "responses": _responses(plain_ok),
+            },
             "post": {
                 "summary": 'Send the parked party on: {"data": {"extension", "context"?}}',
                 "requestBody": body,

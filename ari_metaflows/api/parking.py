@@ -1,4 +1,5 @@
-"""``/v2/accounts/{A}/parked_calls``: the account's parking lot, and retrieving a call from it."""
+"""``/v2/accounts/{A}/parked_calls``: the account's parking lot (in a cluster, of every
+server), one slot of it, and retrieving a call from it (routed to the holder of its Asterisk)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from typing import Any
 
 from aiohttp import web
 
-from ..errors import AsteriskUnavailable, InvalidRequest, NotFound
-from ..features.park import ParkFeature
+from ..cluster.directory import CallDirectory
+from ..cluster.routing import SendParkedOnAction
+from ..errors import AsteriskUnavailable, InvalidRequest
 from ..timefmt import iso_utc
 from .context import CONTEXT
 from .envelope import respond
@@ -18,25 +20,37 @@ _EXTENSION = re.compile(r"^[A-Za-z0-9*#+_-]{1,64}$")
 _CONTEXT = re.compile(r"^[A-Za-z0-9_.+-]{1,80}$")
 
 
-def _engine(request: web.Request) -> Any:
-    engine = request.app[CONTEXT].engine
-    if engine is None or engine.gateway is None:
-        raise AsteriskUnavailable("not connected to Asterisk")
-    return engine
+def _calls(request: web.Request) -> CallDirectory:
+    """The call directory (``cluster.directory``): this instance's engines, and in a cluster
+    the parking slots of the others, with retrievals routed to the holder."""
+    context = request.app[CONTEXT]
+    if isinstance(context.calls, CallDirectory):
+        return context.calls
+    if context.engine is None:
+        raise AsteriskUnavailable("the call engine is not running")
+    return CallDirectory({context.engine.asterisk: context.engine})
 
 
-def _park(engine: Any) -> ParkFeature | None:
-    """The parking service (the park feature of the running engine)."""
-    feature = engine.features.get("park") if engine is not None else None
-    return feature if isinstance(feature, ParkFeature) else None
+def _slot(request: web.Request) -> str:
+    slot = request.match_info["slot"]
+    if not slot.isdigit() or len(slot) > 8:
+        raise InvalidRequest("slot must be a number")
+    return slot
 
 
 async def list_parked(request: web.Request) -> web.Response:
     account_id = path_id(request, "account_id")
     await principal_for(request, account_id)
-    park = _park(request.app[CONTEXT].engine)
-    parked = park.parked_calls(account_id) if park is not None else []
+    parked = await _calls(request).parked_calls(account_id)
     return respond(request, [_parked(described) for described in parked])
+
+
+async def get_parked(request: web.Request) -> web.Response:
+    """One slot of the account's parking lot (404 when nothing is parked there)."""
+    account_id = path_id(request, "account_id")
+    await principal_for(request, account_id)
+    slot = _slot(request)
+    return respond(request, _parked(await _calls(request).parked_call(account_id, slot)))
 
 
 def _parked(described: dict[str, Any]) -> dict[str, Any]:
@@ -51,29 +65,27 @@ async def retrieve(request: web.Request) -> web.Response:
     """Send the parked party on to ``{"data": {"extension": …, "context": …, "priority": …}}``
     (context defaults to the transfer context): the dialplan there rings whoever retrieves it."""
     account_id = path_id(request, "account_id")
-    slot = request.match_info["slot"]
     await principal_for(request, account_id)
-    if not slot.isdigit() or len(slot) > 8:
-        raise InvalidRequest("slot must be a number")
+    slot = _slot(request)
     data = await data_object(request)
     extension = data.get("extension")
     context = data.get("context")
     priority = data.get("priority", 1)
     if not isinstance(extension, str) or not _EXTENSION.match(extension):
         raise InvalidRequest("data.extension must be a dialplan extension")
-    engine = _engine(request)
+    calls = _calls(request)
     if context is None:
-        context = engine.settings.transfer_context
+        context = calls.transfer_context
     if not isinstance(context, str) or not _CONTEXT.match(context):
         raise InvalidRequest("data.context must be a dialplan context name")
     if not isinstance(priority, int) or isinstance(priority, bool) or not 1 <= priority <= 99999:
         raise InvalidRequest("data.priority must be a whole number from 1")
-    park = _park(engine)
-    if park is None or not park.send_parked_on(account_id, slot, context, extension, priority):
-        raise NotFound(f"nothing is parked in slot {slot}")
+    await calls.send_parked_on(SendParkedOnAction(account_id, slot, context, extension, priority))
     return respond(request, {"slot": slot, "context": context, "extension": extension}, status=202)
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/v2/accounts/{account_id}/parked_calls", list_parked)
-    router.add_post("/v2/accounts/{account_id}/parked_calls/{slot}", retrieve)
+    resource = router.add_resource("/v2/accounts/{account_id}/parked_calls/{slot}")
+    resource.add_route("GET", get_parked)
+    resource.add_route("POST", retrieve)

@@ -41,7 +41,7 @@ from .identity import identity_of
 from .leg import Leg, Phase, Role
 from .mailbox import Mailbox
 from .messages import TICK, Adopted, Ask, LegGone, Message, Refresh, Resolve, RunNode
-from .relay import Relay, duration_of
+from .relay import Relay, RelayGate, duration_of
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class Host(EngineHandle, Protocol):
     flows_started: int
     asterisk: str
     live_mark: Callable[[Call], None] | None
+    relay_gate: RelayGate
 
     def track_channel(self, channel_id: str, call: Call) -> None: ...
 
@@ -660,7 +661,10 @@ class Call:
             return
         relay = self.relay
         if relay is None:
-            relay = self.relay = Relay(self.id, lambda: self.engine.gateway, self.engine.metrics)
+            engine = self.engine
+            relay = self.relay = Relay(
+                self.id, lambda: engine.gateway, engine.metrics, engine.relay_gate
+            )
         when = time.perf_counter() if since is None else since
         for digit, duration_ms in digits:
             for leg in hearers:

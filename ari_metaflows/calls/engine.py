@@ -6,8 +6,9 @@ own task; the engine's maps are only touched from the event loop.
 
 Resync policy after a reconnection (SPEC §2, §8): calls whose channels are gone are ended;
 channels in our application that no call knows (say, after this service restarted) are adopted
-when two of them share a bridge (features keep working), and otherwise hung up, since nothing
-would ever take them out of the application.
+when two of them share a bridge (features keep working); the others are offered to
+``adopt_lone`` (in a cluster, the park feature adopts the parked calls of a previous holder)
+and otherwise hung up, since nothing would ever take them out of the application.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..ari.gateway import AriGateway
@@ -31,9 +32,12 @@ from .feature import FeatureRegistry
 from .identity import identity_of
 from .leg import Leg, Phase, Role
 from .messages import Adopted, LegGone, Refresh, RunNode
+from .relay import RelayGate
 from .settings import CallTimeouts, EngineSettings
 
 __all__ = ["CallEngine", "CallTimeouts", "EngineSettings"]
+
+AdoptLone = Callable[[list[tuple[dict[str, Any], str | None]]], Awaitable[set[str]]]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +81,11 @@ class CallEngine:
         # Called with a call after its task handled something (the cluster's live state marks
         # it for the write-behind); None on a single instance.
         self.live_mark: Callable[[Call], None] | None = None
+        self.relay_gate = RelayGate()  # relay requests in flight, all calls together
+        # Offered, at each resync, the channels in our app that no call knows and that share
+        # no bridge (with their bridge); answers those it adopted (the cluster's park feature:
+        # parked calls of a previous holder). The others are hung up.
+        self.adopt_lone: AdoptLone | None = None
         self.gateway: AriGateway | None = None
         self.calls: dict[str, Call] = {}
         self._by_channel: dict[str, Call] = {}
@@ -274,6 +283,8 @@ class CallEngine:
             for call in list(self.calls.values()):
                 if call.task is not None:
                     call.task.cancel()
+            if self.adopt_lone is not None:
+                await self.adopt_lone([])  # nothing survived a restart of Asterisk
             return
         await self.resync(gateway)
 
@@ -289,13 +300,21 @@ class CallEngine:
                     call.submit(LegGone(role))
         unknown = live - set(self._by_channel)
         if not unknown:
+            if self.adopt_lone is not None:
+                await self.adopt_lone([])
             return
         channels = {c["id"]: c for c in await gateway.channels() if c.get("id") in unknown}
+        bridge_of: dict[str, str] = {}
         for bridge in await gateway.bridges():
             members = [m for m in bridge.get("channels", []) if m in channels]
             if len(members) == 2 and len(bridge.get("channels", [])) == 2:
                 self._adopt(bridge["id"], [channels[m] for m in members])
                 unknown -= set(members)
+            elif len(bridge.get("channels", [])) == 1:
+                bridge_of.update((m, bridge["id"]) for m in members)
+        if self.adopt_lone is not None:
+            lone = [(channels[c], bridge_of.get(c)) for c in sorted(unknown) if c in channels]
+            unknown -= await self.adopt_lone(lone)
         for channel_id in unknown:
             if channel_id in channels:
                 logger.warning(
@@ -333,6 +352,27 @@ class CallEngine:
             first.get("name"),
             second.get("name"),
         )
+
+    def adopt_lone_call(self, snapshot: dict[str, Any], bridge_id: str, role: str) -> Call:
+        """A call of one party waiting alone in ``bridge_id`` (a parked call a previous holder
+        left): its task starts at the loop's next turn, so the adopting feature sets its state
+        first."""
+        call = Call(self, snapshot["id"], "", self.settings.timeouts.ring_default)
+        call.legs[role] = Leg(
+            role,
+            snapshot["id"],
+            snapshot.get("name", ""),
+            str(snapshot.get("state") or "Up"),
+            in_stasis=True,
+            answered=True,
+            bridge=bridge_id,
+        )
+        call.bridge_id = bridge_id
+        call.phase = Phase.CONNECTED
+        self.track_channel(snapshot["id"], call)
+        self.track_bridge(bridge_id, call)
+        self._start_task(call, None)
+        return call
 
     def audit_record(self, event: MetaflowEvent) -> None:
         if self.audit is not None:

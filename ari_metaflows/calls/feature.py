@@ -123,6 +123,10 @@ class EngineHandle(Protocol):
         self, gateway: AriGateway, channel: dict[str, Any]
     ) -> LegIdentity | None: ...
 
+    def adopt_lone_call(self, snapshot: dict[str, Any], bridge_id: str, role: str) -> CallHandle:
+        """A call of one party alone in ``bridge_id`` (set its state before awaiting)."""
+        ...
+
 
 class CallHandle(Protocol):
     """What a feature may do with a call (``calls.call.Call``). Reading is free; changing

@@ -1,29 +1,35 @@
 """Actions on a call, routed to the instance that holds its Asterisk (LISTEN/NOTIFY).
 
-Each instance listens on its own channel (``inbox_of(instance)``) on a dedicated connection.
-A request is ``{"kind": "request", "id", "reply_to", "asterisk", "account", "channel",
-"node"}``; the holder runs it as a local action would and answers ``{"kind": "reply", "id",
-"status", "data"}`` on ``reply_to``. No answer within ``timeout`` → ``AsteriskUnavailable``
-(503 "asterisk unavailable"): the caller never guesses. NOTIFY payloads are limited to
-8000 bytes by PostgreSQL; a larger metaflow is refused with 413.
+Each instance listens on its own channel (``inbox_of(instance)``) on a dedicated connection
+(``db.listener``). A request is ``{"kind": "request", "id", "reply_to", "asterisk", "action"}``
+where ``action`` is a ``RoutedAction`` as JSON (run a metaflow node on a leg, send a parked call
+on); the holder runs it as a local action would and answers ``{"kind": "reply", "id", "status",
+"data"}`` (an error: also its ``error`` id) on ``reply_to``, and the requester raises the same
+``MetaflowsError`` a local action would have. No answer within ``timeout`` →
+``AsteriskUnavailable`` (503 "asterisk unavailable"): the caller never guesses. NOTIFY payloads
+are limited to 8000 bytes by PostgreSQL; a larger metaflow is refused with 413.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import hashlib
 import json
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from ..backoff import Backoff
-from ..db.database import CONNECTION_ERRORS, Database
-from ..errors import AsteriskUnavailable, MetaflowsError, NotFound, PayloadTooLarge
+from ..db.database import Database
+from ..db.listener import listen_forever
+from ..errors import (
+    AsteriskUnavailable,
+    MetaflowsError,
+    PayloadTooLarge,
+    ValidationFailed,
+)
 from ..metaflows.documents import Node
 
 logger = logging.getLogger(__name__)
@@ -32,11 +38,32 @@ ROUTE_TIMEOUT = 2.0  # seconds an owner has to answer a routed action
 LISTEN_RETRY = Backoff(initial=0.5, maximum=5.0)
 MAX_PAYLOAD = 7900  # PostgreSQL refuses NOTIFY payloads of 8000 bytes or more
 
-# Runs an action locally: (asterisk, account, channel, node) → the 202 body, or raises the
-# MetaflowsError a local action would.
-LocalAction = Callable[[str, str, str, Node], Awaitable[dict[str, Any]]]
 
-_ERRORS: dict[int, type[MetaflowsError]] = {404: NotFound, 503: AsteriskUnavailable}
+@dataclass(frozen=True, slots=True)
+class RunNodeAction:
+    """``POST/PUT …/channels/{id}``: run ``node`` on the leg, as if its owner pressed a code."""
+
+    account: str
+    channel: str
+    node: Node
+
+
+@dataclass(frozen=True, slots=True)
+class SendParkedOnAction:
+    """``POST …/parked_calls/{slot}``: the parked party goes on to ``extension@context``."""
+
+    account: str
+    slot: str
+    context: str
+    extension: str
+    priority: int
+
+
+RoutedAction = RunNodeAction | SendParkedOnAction
+
+# Runs an action locally on ``asterisk``: → the 202 body, or raises the MetaflowsError a local
+# action would.
+LocalAction = Callable[[str, RoutedAction], Awaitable[dict[str, Any]]]
 
 
 def inbox_of(instance: str) -> str:
@@ -50,6 +77,61 @@ def node_json(node: Node) -> dict[str, Any]:
         "data": dict(node.data),
         "children": {key: node_json(child) for key, child in node.children.items()},
     }
+
+
+def action_json(action: RoutedAction) -> dict[str, Any]:
+    if isinstance(action, RunNodeAction):
+        return {
+            "kind": "run_node",
+            "account": action.account,
+            "channel": action.channel,
+            "node": node_json(action.node),
+        }
+    return {
+        "kind": "send_parked_on",
+        "account": action.account,
+        "slot": action.slot,
+        "context": action.context,
+        "extension": action.extension,
+        "priority": action.priority,
+    }
+
+
+def action_from_json(data: Mapping[str, Any]) -> RoutedAction:
+    """The action of a request (KeyError, TypeError, ValueError: malformed)."""
+    kind = data["kind"]
+    if kind == "run_node":
+        return RunNodeAction(
+            str(data["account"]), str(data["channel"]), Node.from_json(data["node"])
+        )
+    if kind == "send_parked_on":
+        return SendParkedOnAction(
+            str(data["account"]),
+            str(data["slot"]),
+            str(data["context"]),
+            str(data["extension"]),
+            int(data["priority"]),
+        )
+    raise ValueError(f"unknown routed action {kind!r}")
+
+
+def _subclasses(cls: type[MetaflowsError]) -> Iterator[type[MetaflowsError]]:
+    for sub in cls.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+def error_of(status: int, error_id: object, detail: object, data: object) -> MetaflowsError:
+    """The error a local action raised, rebuilt from its reply (its status and error id pick
+    the class of the one error tree); an answer not understood is 503."""
+    details = dict(data) if isinstance(data, dict) else {}
+    text = detail if isinstance(detail, str) else None
+    for cls in _subclasses(MetaflowsError):
+        if cls.status == status and cls.message == error_id:
+            if cls is ValidationFailed:
+                return ValidationFailed(details)
+            return cls(text, data=details)
+    return AsteriskUnavailable(text)
 
 
 class ActionRouter:
@@ -90,9 +172,9 @@ class ActionRouter:
 
     # -- asking another instance -----------------------------------------------------------
 
-    async def run_node(
-        self, holder: str, asterisk: str, account: str, channel: str, node: Node
-    ) -> dict[str, Any]:
+    async def request(self, holder: str, asterisk: str, action: RoutedAction) -> dict[str, Any]:
+        """Run ``action`` on ``holder`` (which holds ``asterisk``): its 202 body, or the error
+        it raised; ``AsteriskUnavailable`` when it does not answer within ``timeout``."""
         request_id = uuid.uuid4().hex
         payload = json.dumps(
             {
@@ -100,9 +182,7 @@ class ActionRouter:
                 "id": request_id,
                 "reply_to": self.inbox,
                 "asterisk": asterisk,
-                "account": account,
-                "channel": channel,
-                "node": node_json(node),
+                "action": action_json(action),
             },
             separators=(",", ":"),
         )
@@ -119,8 +199,8 @@ class ActionRouter:
                 reply = await future
         except TimeoutError:
             logger.warning(
-                "routed action on %s: %s (asterisk %s) did not answer in %.1f s",
-                channel,
+                "routed action %s: %s (asterisk %s) did not answer in %.1f s",
+                type(action).__name__,
                 holder,
                 asterisk,
                 self.timeout,
@@ -132,9 +212,7 @@ class ActionRouter:
         data = reply.get("data")
         if status == 202 and isinstance(data, dict):
             return data
-        error = _ERRORS.get(status, AsteriskUnavailable)
-        message = data.get("message") if isinstance(data, dict) else None
-        raise error(message if isinstance(message, str) else None)
+        raise error_of(status, reply.get("error"), reply.get("detail"), data)
 
     async def _notify(self, inbox: str, payload: str) -> None:
         async with self.db.connection() as conn:
@@ -162,50 +240,33 @@ class ActionRouter:
     async def _serve(self, message: Mapping[str, Any]) -> None:
         self.served += 1
         try:
-            data = await self._local(
-                str(message["asterisk"]),
-                str(message["account"]),
-                str(message["channel"]),
-                Node.from_json(message["node"]),
-            )
-            status = 202
-        except MetaflowsError as exc:
-            status, data = exc.status, {"message": exc.detail or exc.message}
+            action = action_from_json(message["action"])
+            asterisk = str(message["asterisk"])
         except (KeyError, TypeError, ValueError) as exc:
-            logger.warning("action router: a malformed request: %s", exc)
+            logger.warning("action router: a malformed request: %r", exc)
             return
-        reply = json.dumps(
-            {"kind": "reply", "id": message.get("id"), "status": status, "data": data}
-        )
+        reply: dict[str, Any] = {"kind": "reply", "id": message.get("id")}
         try:
-            await self._notify(str(message["reply_to"]), reply)
+            reply.update(status=202, data=await self._local(asterisk, action))
+        except MetaflowsError as exc:
+            reply.update(status=exc.status, error=exc.message, detail=exc.detail, data=exc.data)
+        text = json.dumps(reply, default=str)
+        if len(text.encode()) > MAX_PAYLOAD:  # a long error: its status and id still go
+            reply.pop("data")
+            if isinstance(reply.get("detail"), str):
+                reply["detail"] = reply["detail"][:1000]
+            text = json.dumps(reply, default=str)
+        try:
+            await self._notify(str(message.get("reply_to")), text)
         except MetaflowsError as exc:
             logger.warning("action router: cannot answer: %s", exc)
 
     async def _listen_forever(self) -> None:
-        delays = self._backoff.delays()
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(self.listen_url, timeout=10)
-                closed = asyncio.Event()
-                conn.add_termination_listener(functools.partial(_set_event, closed))
-                await conn.add_listener(self.inbox, self._on_notify)
-                self.listening.set()
-                delays.reset()
-                await closed.wait()
-                logger.warning("action router lost its connection")
-            except CONNECTION_ERRORS as exc:
-                logger.warning("action router cannot connect: %s", type(exc).__name__)
-            except asyncio.CancelledError:
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-                raise
-            self.listening.clear()
-            if conn is not None and not conn.is_closed():
-                conn.terminate()
-            await asyncio.sleep(delays.next_delay())
-
-
-def _set_event(event: asyncio.Event, *_args: object) -> None:
-    event.set()
+        await listen_forever(
+            self.listen_url,
+            self.inbox,
+            self._on_notify,
+            backoff=self._backoff,
+            listening=self.listening,
+            what="action router",
+        )

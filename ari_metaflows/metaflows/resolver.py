@@ -10,26 +10,19 @@ cleared once it is back; while it is down, cached documents keep serving calls.
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import asyncpg
-
 from ..backoff import Backoff
-from ..db.database import CONNECTION_ERRORS
+from ..db.listener import listen_forever
 from ..errors import DatastoreUnavailable
 from . import regex_guard
 from .documents import EffectiveMetaflows, effective_metaflows, pattern_sources
 from .store import CHANGE_CHANNEL, MetaflowStore, Owner
 
 logger = logging.getLogger(__name__)
-
-
-def _set_event(event: asyncio.Event, _conn: object) -> None:
-    event.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,28 +189,17 @@ class MetaflowResolver:
         self.invalidate(str(payload) or None)
 
     async def _listen_forever(self, url: str) -> None:
-        delays = self._backoff.delays()
-        while True:
-            conn: asyncpg.Connection | None = None
-            try:
-                conn = await asyncpg.connect(url, timeout=10)
-                closed = asyncio.Event()
-                conn.add_termination_listener(functools.partial(_set_event, closed))
-                await conn.add_listener(CHANGE_CHANNEL, self._on_notify)
-                # Anything written while we were not listening is unknown: start afresh.
-                self.invalidate(None)
-                self.listening.set()
-                logger.info("listening for metaflow changes")
-                delays.reset()
-                await closed.wait()
-                logger.warning("metaflow change listener lost its connection")
-            except CONNECTION_ERRORS as exc:
-                logger.warning("metaflow change listener cannot connect: %s", type(exc).__name__)
-            except asyncio.CancelledError:
-                if conn is not None and not conn.is_closed():
-                    conn.terminate()
-                raise
-            self.listening.clear()
-            if conn is not None and not conn.is_closed():
-                conn.terminate()
-            await asyncio.sleep(delays.next_delay())
+        await listen_forever(
+            url,
+            CHANGE_CHANNEL,
+            self._on_notify,
+            backoff=self._backoff,
+            listening=self.listening,
+            what="metaflow change listener",
+            on_listening=self._listening_again,
+        )
+
+    def _listening_again(self) -> None:
+        # Anything written while we were not listening is unknown: start afresh.
+        self.invalidate(None)
+        logger.info("listening for metaflow changes")

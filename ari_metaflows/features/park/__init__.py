@@ -24,7 +24,7 @@ from ...calls.feature import (
     ModuleSpec,
     first_capture,
 )
-from ...calls.leg import Leg, Phase
+from ...calls.leg import Leg, Phase, Role
 from ...errors import (
     AriError,
     AriUnavailable,
@@ -33,8 +33,16 @@ from ...errors import (
     ModuleFailed,
     SlotUnavailable,
 )
+from ...metaflows.resolver import LegIdentity
 from ...metaflows.schema import Schema
-from .lots import ParkingLots, SharedSlots, SlotRange, dial_string_of, parse_slot_range
+from .lots import (
+    ParkedParty,
+    ParkingLots,
+    SharedSlots,
+    SlotRange,
+    dial_string_of,
+    parse_slot_range,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ class Parked:
     deadline: float  # loop time
     since: float = field(default_factory=time.time)
     timeout: float = float(TIMEOUT)
+    adopted: bool = False  # from a previous holder of the Asterisk: its owner is not known yet
 
 
 @dataclass
@@ -110,7 +119,7 @@ class ParkFeature(BaseFeature):
         shared: tuple[str, str] | None = None
         try:
             if self.shared is not None:
-                shared = await self._claim_shared(call, presser, wanted)
+                shared = await self._claim_shared(call, presser, wanted, timeout)
                 wanted = shared[1]
             parker_channel, bridge_id, slot, account, parked_name = await call.ask(
                 lambda: self._claim(call, presser, wanted, timeout)
@@ -138,7 +147,7 @@ class ParkFeature(BaseFeature):
         return "parked"
 
     async def _claim_shared(
-        self, call: CallHandle, presser: str, wanted: str | None
+        self, call: CallHandle, presser: str, wanted: str | None, timeout: float
     ) -> tuple[str, str]:
         """Take the slot in the cluster's table first: (account, slot)."""
         assert self.shared is not None
@@ -148,10 +157,16 @@ class ParkFeature(BaseFeature):
             raise ModuleFailed("no account to park in")
         if wanted is not None and wanted not in self.lots.slots:
             raise SlotUnavailable(f"slot {wanted} is not in the parking lot ({self.lots.slots})")
+        party = ParkedParty(
+            parked_leg.channel_id,
+            parked_leg.name,
+            call.id,
+            dial_string_of(parker.name),
+            timeout,
+            call.bridge_id,
+        )
         try:
-            slot = await self.shared.claim(
-                identity.account_id, wanted, self.lots.slots, parked_leg.channel_id
-            )
+            slot = await self.shared.claim(identity.account_id, wanted, self.lots.slots, party)
         except DatastoreUnavailable:
             raise SlotUnavailable("the parking lots are unavailable") from None
         if slot is None:
@@ -244,6 +259,68 @@ class ParkFeature(BaseFeature):
             state.parked = None
             call.clear_deadline(NAME)
 
+    # -- adoption (a cluster's new holder of the Asterisk) ----------------------------------
+
+    async def adopt(
+        self, engine: EngineHandle, lone: list[tuple[dict[str, Any], str | None]]
+    ) -> set[str]:
+        """After a takeover's resync: the parked parties the previous holder left waiting alone
+        in their bridge become parked calls of this instance again (same slot, the rest of
+        their timeout); the other slots it took are freed. ``lone``: the channels in our app
+        that no call knows and that share no bridge, with their bridge. Answers the channel
+        ids adopted (the engine hangs up the others)."""
+        if self.shared is None:
+            return set()
+        inherited = self.shared.inherited()
+        adopted: set[str] = set()
+        for snapshot, bridge_id in lone:
+            held = inherited.pop(str(snapshot.get("id")), None)
+            if held is None:
+                continue
+            if (
+                bridge_id is None  # not waiting alone in a bridge
+                or held.slot not in self.lots.slots  # another lot configured here
+                or self.lots.get(held.account_id, held.slot) is not None
+            ):
+                logger.warning(
+                    "slot %s of %s: %s cannot be adopted; hanging it up",
+                    held.slot,
+                    held.account_id,
+                    snapshot.get("name"),
+                )
+                inherited[held.party.channel_id] = held
+                continue
+            # No await from here to the end of the iteration: the call's task starts after.
+            call = engine.adopt_lone_call(snapshot, bridge_id, Role.CALLEE)
+            leg = call.legs[Role.CALLEE]
+            # The owner's metaflows are looked up when someone retrieves the call.
+            leg.identity = LegIdentity(held.account_id)
+            self.lots.claim(held.account_id, held.slot, call)
+            now = asyncio.get_running_loop().time()
+            self._state(call).parked = Parked(
+                held.account_id,
+                held.slot,
+                Role.CALLEE,
+                held.party.parker,
+                now + held.remaining,
+                since=held.parked_at,
+                timeout=held.party.timeout,
+                adopted=True,
+            )
+            call.set_phase(Phase.PARKED)
+            call.set_deadline(NAME, now + held.remaining)
+            adopted.add(leg.channel_id)
+            logger.info(
+                "call %s: %s adopted, parked in slot %s of %s",
+                call.id,
+                leg.name,
+                held.slot,
+                held.account_id,
+            )
+        for held in inherited.values():  # the party left meanwhile
+            self.shared.release(held.account_id, held.slot)
+        return adopted
+
     # -- retrieval ------------------------------------------------------------------------
 
     async def unpark(self, engine: EngineHandle, channel: dict[str, Any], args: list[str]) -> None:
@@ -281,7 +358,7 @@ class ParkFeature(BaseFeature):
         # Owners first: whose digits the bridge absorbs depends on the collectors.
         leg.identity, leg.metaflows = await call.owner_of(snapshot)
         parked_leg = call.legs[state.role]
-        if parked_leg.identity is None:
+        if parked_leg.identity is None or state.adopted:
             parked_leg.identity, parked_leg.metaflows = await call.owner_of(
                 {"id": parked_leg.channel_id, "name": parked_leg.name}
             )

@@ -46,14 +46,44 @@ def dial_string_of(channel_name: str) -> str:
     return _SUFFIX.sub("", channel_name)
 
 
+@dataclass(frozen=True)
+class ParkedParty:
+    """What the cluster's slot row keeps of a parked call: every instance lists it, and the
+    next holder of its Asterisk adopts it from there."""
+
+    channel_id: str
+    channel_name: str
+    call_id: str
+    parker: str  # the parker's dial string (the timeout rings it back)
+    timeout: float
+    bridge_id: str | None
+
+
+@dataclass(frozen=True)
+class InheritedSlot:
+    """A slot the previous holder of this Asterisk took: its parked party may still wait in
+    its bridge (``remaining``: seconds left before the park timeout)."""
+
+    account_id: str
+    slot: str
+    party: ParkedParty
+    parked_at: float  # Unix seconds
+    remaining: float
+
+
 class SharedSlots(Protocol):
     """Slots unique per account across several instances (the cluster's ``parking_slots``
     table): ``claim`` answers the slot taken (``wanted``, else the first free one of
-    ``slots``) or None when it is taken / the lot is full; ``release`` gives it back."""
+    ``slots``) or None when it is taken / the lot is full; ``release`` gives it back;
+    ``inherited`` hands over (once) the slots of a previous holder of this Asterisk."""
 
     async def claim(
-        self, account_id: str, wanted: str | None, slots: SlotRange, channel_id: str
+        self, account_id: str, wanted: str | None, slots: SlotRange, party: ParkedParty
     ) -> str | None: ...
+
+    def inherited(self) -> dict[str, InheritedSlot]:
+        """Channel id → the slot its previous holder took; emptied by the call."""
+        ...
 
     def release(self, account_id: str, slot: str) -> None:
         """Give the slot back (in the background: called from the call's task)."""
@@ -84,6 +114,10 @@ class ParkingLots:
         lot = self._lots.get(account_id, {})
         if lot.get(slot) is call:
             del lot[slot]
+
+    def clear(self) -> None:
+        """Forget every slot (this instance no longer serves their Asterisk)."""
+        self._lots.clear()
 
     def get(self, account_id: str, slot: str) -> CallHandle | None:
         return self._lots.get(account_id, {}).get(slot)
