@@ -27,6 +27,7 @@ from ..errors import AriError as AriError
 from ..errors import AriUnavailable as AriUnavailable
 from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
+from .http import KeepAliveClient
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class _Operation:
     query: frozenset[str]
     required: frozenset[str]
     name: str
+    target: str  # the uri's path (with the placeholders), what goes on the request line
 
     @classmethod
     def of(cls, uri: str, declared: Mapping[str, Any]) -> _Operation:
@@ -95,11 +97,12 @@ class _Operation:
             query=frozenset(p["name"] for p in parameters if p["paramType"] == "query"),
             required=frozenset(p["name"] for p in parameters if p.get("required")),
             name=str(declared.get("nickname", "")),
+            target=urllib.parse.urlsplit(uri).path,
         )
 
     def request(self, params: Mapping[str, Any]) -> tuple[str, str, dict[str, str]]:
-        """(method, url, query) for these arguments (None means absent)."""
-        uri = self.uri
+        """(method, path, query) for these arguments (None means absent)."""
+        uri = self.target
         query: dict[str, str] = {}
         for name, value in params.items():
             if value is None:
@@ -146,6 +149,15 @@ class AriGateway:
         self._base_url = base_url.rstrip("/")
         self._operations: dict[tuple[str, str], _Operation] = {}
         self.requests = 0  # ARI requests made (the benchmark's per-call figure)
+        origin = urllib.parse.urlsplit(self._base_url or "http://127.0.0.1")
+        self._rest = KeepAliveClient(
+            origin.hostname or "127.0.0.1",
+            origin.port or (443 if origin.scheme == "https" else 80),
+            authorization=http.session.headers["Authorization"],
+            request_timeout=http.timeouts.request,
+            connect_timeout=http.timeouts.connect,
+            tls=origin.scheme == "https",
+        )
 
     @classmethod
     async def connect(
@@ -193,6 +205,7 @@ class AriGateway:
         return self._http.timeouts
 
     async def close(self) -> None:
+        await self._rest.close()
         await self._client.close()
         await self._http.close()
 
@@ -215,21 +228,23 @@ class AriGateway:
 
     async def _call(self, resource: str, operation: str, **params: Any) -> Any:
         """Run one ARI operation; its JSON answer (None when empty)."""
-        method, url, query = self._operation(resource, operation).request(params)
+        method, target, query = self._operation(resource, operation).request(params)
+        if query:
+            target += "?" + urllib.parse.urlencode(query)
         mark_ari_request()
         self.requests += 1
         try:
-            async with self._http.session.request(method, url, params=query) as response:
-                text = await response.text()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            answer = await self._rest.request(method, target)
+        except (TimeoutError, OSError) as exc:
             raise AriUnavailable(f"{resource}.{operation}: {type(exc).__name__}") from exc
-        if status == 404:
-            raise Gone(404, text or "not found")
+        status, body = answer.status, answer.body
         if status >= 400:
-            raise AriError(status, text or (response.reason or ""))
+            text = body.decode("utf-8", "replace")
+            if status == 404:
+                raise Gone(404, text or "not found")
+            raise AriError(status, text or answer.reason)
         try:
-            return json.loads(text) if text else None
+            return json.loads(body) if body else None
         except ValueError as exc:  # not JSON: not an Asterisk we can talk to
             raise AriError(502, f"{resource}.{operation}: invalid JSON from Asterisk") from exc
 
