@@ -108,7 +108,7 @@ class _Operation:
             if value is None:
                 continue
             if name in self.path:
-                uri = uri.replace("{" + name + "}", urllib.parse.quote_plus(str(value)))
+                uri = uri.replace("{" + name + "}", _quote(str(value)))
             elif name in self.query:
                 query[name] = str(value)
             else:
@@ -117,6 +117,14 @@ class _Operation:
         if missing:
             raise TypeError(f"{self.name} needs {', '.join(sorted(missing))}")
         return self.method, uri, query
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z")
+
+
+def _quote(text: str) -> str:
+    """``quote_plus``, without its cost for the ids and words most arguments are."""
+    return text if _PLAIN.match(text) else urllib.parse.quote_plus(text)
 
 
 @contextlib.contextmanager
@@ -230,7 +238,7 @@ class AriGateway:
         """Run one ARI operation; its JSON answer (None when empty)."""
         method, target, query = self._operation(resource, operation).request(params)
         if query:
-            target += "?" + urllib.parse.urlencode(query)
+            target += "?" + "&".join(f"{name}={_quote(value)}" for name, value in query.items())
         mark_ari_request()
         self.requests += 1
         try:
