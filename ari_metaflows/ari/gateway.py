@@ -234,8 +234,11 @@ class AriGateway:
             compiled = self._operations[key] = _Operation.of(found.uri, found.json)
         return compiled
 
-    async def _call(self, resource: str, operation: str, **params: Any) -> Any:
-        """Run one ARI operation; its JSON answer (None when empty)."""
+    async def _call(
+        self, resource: str, operation: str, *, parse: bool = True, **params: Any
+    ) -> Any:
+        """Run one ARI operation; its JSON answer (None when empty, or not ``parse``d: a
+        channel or bridge snapshot nobody reads is kilobytes of JSON not worth decoding)."""
         method, target, query = self._operation(resource, operation).request(params)
         if query:
             target += "?" + "&".join(f"{name}={_quote(value)}" for name, value in query.items())
@@ -251,6 +254,8 @@ class AriGateway:
             if status == 404:
                 raise Gone(404, text or "not found")
             raise AriError(status, text or answer.reason)
+        if not parse:
+            return None
         try:
             return json.loads(body) if body else None
         except ValueError as exc:  # not JSON: not an Asterisk we can talk to
@@ -397,37 +402,36 @@ class AriGateway:
 
     async def snoop(
         self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
-    ) -> dict[str, Any]:
+    ) -> None:
         """A snoop channel on ``channel_id`` that enters our app (StasisStart with ``app_args``)
         hearing what the channel says (``in``), hears (``out``) or both: an audiohook on the
-        channel, as MixMonitor uses, so the channel's bridge gets no extra member."""
-        return self._json(
-            await self._call(
-                "channels",
-                "snoopChannelWithId",
-                channelId=channel_id,
-                snoopId=snoop_id,
-                spy=spy,
-                app=self.app,
-                appArgs=app_args,
-            )
+        channel, as MixMonitor uses, so the channel's bridge gets no extra member. Its snapshot
+        arrives with its StasisStart."""
+        await self._call(
+            "channels",
+            "snoopChannelWithId",
+            parse=False,
+            channelId=channel_id,
+            snoopId=snoop_id,
+            spy=spy,
+            app=self.app,
+            appArgs=app_args,
         )
 
     async def record_channel(
         self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
-    ) -> dict[str, Any]:
+    ) -> None:
         """Record what a channel (here: a snoop channel) carries; an existing name fails."""
-        return self._json(
-            await self._call(
-                "channels",
-                "record",
-                channelId=channel_id,
-                name=name,
-                format=fmt,
-                maxDurationSeconds=max_duration,
-                ifExists="fail",
-                beep=_flag(False),
-            )
+        await self._call(
+            "channels",
+            "record",
+            parse=False,
+            channelId=channel_id,
+            name=name,
+            format=fmt,
+            maxDurationSeconds=max_duration,
+            ifExists="fail",
+            beep=_flag(False),
         )
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
@@ -439,8 +443,11 @@ class AriGateway:
     # -- bridges ------------------------------------------------------------------------------
 
     async def create_bridge(self, types: str, bridge_id: str | None = None) -> str:
-        bridge = self._json(await self._call("bridges", "create", type=types, bridgeId=bridge_id))
-        return str(bridge.get("id", bridge_id or ""))
+        if bridge_id is not None:  # our own id: the answer tells nothing new
+            await self._call("bridges", "create", parse=False, type=types, bridgeId=bridge_id)
+            return bridge_id
+        bridge = self._json(await self._call("bridges", "create", type=types))
+        return str(bridge.get("id", ""))
 
     async def add_to_bridge(
         self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False

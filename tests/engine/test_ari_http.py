@@ -242,3 +242,23 @@ class _NoSwagger:
 
 def _http() -> HeaderAuthHttpClient:
     return HeaderAuthHttpClient("u", "p", AriTimeouts(request=1.0, connect=1.0))
+
+
+async def test_a_cancelled_request_is_cancelled_not_timed_out_and_its_connection_dropped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await server.read_request(reader)
+            if n == 1:
+                await asyncio.sleep(10)  # the first connection never answers
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server, request_timeout=5.0) as client:
+        waiting = asyncio.create_task(client.request("GET", "/ari/slow"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The connection with an answer still owed is not reused: a new one answers.
+        assert (await client.request("GET", "/ari/fast")).status == 200
+        assert client._deadlines == {}
+    assert server.connections == 2
