@@ -25,7 +25,12 @@ from .store import RecordingStore
 logger = logging.getLogger(__name__)
 
 
-class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
+BATCH = 100  # rows per round trip to the database
+
+Entry = tuple[str, dict[str, Any]]  # (recording id, the row as journalled)
+
+
+class RecordingJournal(WriteBehind[list[Entry]]):
     name = "recordings journal"
 
     def __init__(self, store: RecordingStore, path: Path, retry: Backoff = WRITER_RETRY) -> None:
@@ -83,10 +88,33 @@ class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
             Recording.from_journal(entry)  # reject what could never be stored
             self._pending[str(entry["id"])] = entry
 
-    def _next_unit(self) -> tuple[str, dict[str, Any]] | None:
-        return next(iter(self._pending.items()), None)
+    def _next_unit(self) -> list[Entry] | None:
+        """Up to BATCH pending rows: a burst of recordings starting or ending (calls of a busy
+        system) costs one round trip to the database, not one per row (issue 20)."""
+        if not self._pending:
+            return None
+        batch = []
+        for item in self._pending.items():
+            batch.append(item)
+            if len(batch) == BATCH:
+                break
+        return batch
 
-    async def _store(self, unit: tuple[str, dict[str, Any]]) -> bool:
+    async def _store(self, unit: list[Entry]) -> bool:
+        if len(unit) > 1:
+            try:
+                await self.store.upsert_many([Recording.from_journal(e) for _, e in unit])
+                return True
+            except DatastoreUnavailable:
+                raise
+            except Exception:
+                logger.warning("recordings journal: a batch was refused; storing rows one by one")
+        stored = False
+        for entry in unit:
+            stored = await self._store_one(entry) or stored
+        return stored
+
+    async def _store_one(self, unit: Entry) -> bool:
         recording_id, entry = unit
         try:
             await self.store.upsert(Recording.from_journal(entry))
@@ -104,11 +132,11 @@ class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
             return False
         return True
 
-    def _stored(self, unit: tuple[str, dict[str, Any]]) -> None:
-        recording_id, entry = unit
-        self.writes += 1
-        if self._pending.get(recording_id) is entry:
-            del self._pending[recording_id]
+    def _stored(self, unit: list[Entry]) -> None:
+        for recording_id, entry in unit:
+            self.writes += 1
+            if self._pending.get(recording_id) is entry:
+                del self._pending[recording_id]
 
     def _drained(self) -> None:
         """Everything in the file is stored: start it afresh."""
