@@ -11,6 +11,7 @@ once (they survive a crash of the process, not a power cut: no fsync on the call
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 BATCH = 100  # rows per round trip to the database
+LINGER = 0.2  # seconds a lone row may wait for company (as the audit trail's rows)
 
 Entry = tuple[str, dict[str, Any]]  # (recording id, the row as journalled)
 
@@ -40,6 +42,7 @@ class RecordingJournal(WriteBehind[list[Entry]]):
         self._pending: dict[str, dict[str, Any]] = {}
         self._file: IO[str] | None = None
         self.writes = 0
+        self.linger = LINGER
 
     @property
     def rejected_path(self) -> Path:
@@ -87,6 +90,10 @@ class RecordingJournal(WriteBehind[list[Entry]]):
         else:
             Recording.from_journal(entry)  # reject what could never be stored
             self._pending[str(entry["id"])] = entry
+
+    async def _before_drain(self) -> None:
+        if len(self._pending) < BATCH:
+            await asyncio.sleep(self.linger)  # let a few more rows come
 
     def _next_unit(self) -> list[Entry] | None:
         """Up to BATCH pending rows: a burst of recordings starting or ending (calls of a busy

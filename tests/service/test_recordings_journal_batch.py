@@ -4,6 +4,7 @@ PostgreSQL (embedded)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -80,3 +81,20 @@ async def test_a_refused_row_in_a_batch_is_set_aside_and_the_others_stored(
     rejected = journal.rejected_path.read_text()
     assert bad.id in rejected
     assert "call-0" not in rejected
+
+
+async def test_rows_arriving_one_by_one_wait_a_moment_for_company(
+    db: Database, tmp_path: Path
+) -> None:
+    store = CountingStore(db)
+    journal = RecordingJournal(store, tmp_path / "recordings.journal")
+    journal.linger = 0.3
+    await journal.start()
+    try:
+        for n in range(5):  # recordings of calls a few ms apart
+            journal.submit(recording(n))
+            await asyncio.sleep(0.01)
+        assert await journal.flush(timeout=5)
+    finally:
+        await journal.close()
+    assert store.rounds == [5]
