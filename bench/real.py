@@ -44,9 +44,9 @@ from .media import CALLEE_HZ, CALLER_HZ, both_parties, tone_levels, write_pcap
 
 ACCOUNT = "acc-bench"  # set by the bench-uac endpoint (asterisk-conf/pjsip.conf)
 APP = "metaflows"  # the app the metaflows-bench context enters (asterisk-conf/extensions.conf)
-UAS_PORT = 5092  # bench-uas's contact in asterisk-conf/pjsip.conf
-UAC_PORT = 5094
-UAC_MEDIA, UAS_MEDIA = 40000, 40100
+UAS_PORT = 5092  # bench-uas's contact in asterisk-conf/pjsip.conf (--uas-port)
+UAC_PORT = 5094  # (--uac-port)
+MEDIA_PORT = 40000  # the caller's first RTP port; the callee's is 100 higher (--media-port)
 SCENARIOS = Path(__file__).parent / "sipp"
 TARGETS = {"with_recording": 1.2, "without_code": 1.15, "service_share": 0.10}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -197,8 +197,8 @@ class RealBench:
         write_pcap(self.workdir / "callee.pcap", CALLEE_HZ, seconds + 1.0)
         uas = self._scenario("uas.xml", media=self.workdir / "callee.pcap")
         self.uas = await asyncio.create_subprocess_exec(
-            *("sipp", "-sf", str(uas), "-i", "127.0.0.1", "-p", str(UAS_PORT)),
-            *("-mi", "127.0.0.1", "-mp", str(UAS_MEDIA), "-nostdin", "-trace_err"),
+            *("sipp", "-sf", str(uas), "-i", "127.0.0.1", "-p", str(self.args.uas_port)),
+            *("-mi", "127.0.0.1", "-mp", str(self.args.media_port + 100), "-nostdin", "-trace_err"),
             *("-error_file", str(self.workdir / "uas-errors.log")),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
@@ -239,8 +239,9 @@ class RealBench:
         if self.profile is not None and phase.path == "app":
             self.profile.enable()
         process = await asyncio.create_subprocess_exec(
-            *("sipp", "-sf", str(uac), "-s", phase.path, "-i", "127.0.0.1", "-p", str(UAC_PORT)),
-            *("-mi", "127.0.0.1", "-mp", str(UAC_MEDIA), "-nostdin", "-trace_err"),
+            *("sipp", "-sf", str(uac), "-s", phase.path),
+            *("-i", "127.0.0.1", "-p", str(self.args.uac_port)),
+            *("-mi", "127.0.0.1", "-mp", str(self.args.media_port), "-nostdin", "-trace_err"),
             *("-error_file", str(self.workdir / f"uac-{phase.path}-{phase.code}-errors.log")),
             *("-trace_stat", "-stf", str(self._stats(phase))),
             *("-m", str(calls), "-l", str(calls), "-r", str(self.args.rate)),
@@ -390,10 +391,30 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
     parser.add_argument("--paths", default="native,app", help="which paths to run, in order")
     parser.add_argument("--sip", default=os.environ.get("BENCH_SIP", "127.0.0.1:5060"))
+    parser.add_argument(
+        "--uas-port",
+        type=int,
+        default=int(os.environ.get("BENCH_UAS_PORT", UAS_PORT)),
+        help="sipp's answering side (bench-uas's contact in pjsip.conf)",
+    )
+    parser.add_argument(
+        "--uac-port", type=int, default=int(os.environ.get("BENCH_UAC_PORT", UAC_PORT))
+    )
+    parser.add_argument(
+        "--media-port",
+        type=int,
+        default=int(os.environ.get("BENCH_MEDIA_PORT", MEDIA_PORT)),
+        help="the caller's RTP ports start here, the callee's 100 higher",
+    )
     parser.add_argument("--ari-url", default=os.environ.get("ARI_URL", ""))
     parser.add_argument("--ari-username", default=os.environ.get("ARI_USERNAME", ""))
     parser.add_argument("--ari-password", default=os.environ.get("ARI_PASSWORD", ""))
-    parser.add_argument("--asterisk-pid", type=int, help="default: the only asterisk process")
+    parser.add_argument(
+        "--asterisk-pid",
+        type=int,
+        default=int(os.environ.get("BENCH_ASTERISK_PID") or 0) or None,
+        help="default: the only asterisk process",
+    )
     parser.add_argument("--log-level", default="INFO", help="the service's (INFO, as serve)")
     parser.add_argument("--profile", type=Path, help="cProfile the service in the app phases")
     parser.add_argument("--json", type=Path, help="also write the figures here")

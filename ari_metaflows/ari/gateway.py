@@ -27,6 +27,7 @@ from ..errors import AriError as AriError
 from ..errors import AriUnavailable as AriUnavailable
 from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
+from .http import KeepAliveClient
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class _Operation:
     query: frozenset[str]
     required: frozenset[str]
     name: str
+    target: str  # the uri's path (with the placeholders), what goes on the request line
 
     @classmethod
     def of(cls, uri: str, declared: Mapping[str, Any]) -> _Operation:
@@ -95,17 +97,18 @@ class _Operation:
             query=frozenset(p["name"] for p in parameters if p["paramType"] == "query"),
             required=frozenset(p["name"] for p in parameters if p.get("required")),
             name=str(declared.get("nickname", "")),
+            target=urllib.parse.urlsplit(uri).path,
         )
 
     def request(self, params: Mapping[str, Any]) -> tuple[str, str, dict[str, str]]:
-        """(method, url, query) for these arguments (None means absent)."""
-        uri = self.uri
+        """(method, path, query) for these arguments (None means absent)."""
+        uri = self.target
         query: dict[str, str] = {}
         for name, value in params.items():
             if value is None:
                 continue
             if name in self.path:
-                uri = uri.replace("{" + name + "}", urllib.parse.quote_plus(str(value)))
+                uri = uri.replace("{" + name + "}", _quote(str(value)))
             elif name in self.query:
                 query[name] = str(value)
             else:
@@ -114,6 +117,14 @@ class _Operation:
         if missing:
             raise TypeError(f"{self.name} needs {', '.join(sorted(missing))}")
         return self.method, uri, query
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_.~-]*\Z")
+
+
+def _quote(text: str) -> str:
+    """``quote_plus``, without its cost for the ids and words most arguments are."""
+    return text if _PLAIN.match(text) else urllib.parse.quote_plus(text)
 
 
 @contextlib.contextmanager
@@ -146,6 +157,15 @@ class AriGateway:
         self._base_url = base_url.rstrip("/")
         self._operations: dict[tuple[str, str], _Operation] = {}
         self.requests = 0  # ARI requests made (the benchmark's per-call figure)
+        origin = urllib.parse.urlsplit(self._base_url or "http://127.0.0.1")
+        self._rest = KeepAliveClient(
+            origin.hostname or "127.0.0.1",
+            origin.port or (443 if origin.scheme == "https" else 80),
+            authorization=http.session.headers["Authorization"],
+            request_timeout=http.timeouts.request,
+            connect_timeout=http.timeouts.connect,
+            tls=origin.scheme == "https",
+        )
 
     @classmethod
     async def connect(
@@ -193,6 +213,7 @@ class AriGateway:
         return self._http.timeouts
 
     async def close(self) -> None:
+        await self._rest.close()
         await self._client.close()
         await self._http.close()
 
@@ -213,23 +234,30 @@ class AriGateway:
             compiled = self._operations[key] = _Operation.of(found.uri, found.json)
         return compiled
 
-    async def _call(self, resource: str, operation: str, **params: Any) -> Any:
-        """Run one ARI operation; its JSON answer (None when empty)."""
-        method, url, query = self._operation(resource, operation).request(params)
+    async def _call(
+        self, resource: str, operation: str, *, parse: bool = True, **params: Any
+    ) -> Any:
+        """Run one ARI operation; its JSON answer (None when empty, or not ``parse``d: a
+        channel or bridge snapshot nobody reads is kilobytes of JSON not worth decoding)."""
+        method, target, query = self._operation(resource, operation).request(params)
+        if query:
+            target += "?" + "&".join(f"{name}={_quote(value)}" for name, value in query.items())
         mark_ari_request()
         self.requests += 1
         try:
-            async with self._http.session.request(method, url, params=query) as response:
-                text = await response.text()
-                status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            answer = await self._rest.request(method, target)
+        except (TimeoutError, OSError) as exc:
             raise AriUnavailable(f"{resource}.{operation}: {type(exc).__name__}") from exc
-        if status == 404:
-            raise Gone(404, text or "not found")
+        status, body = answer.status, answer.body
         if status >= 400:
-            raise AriError(status, text or (response.reason or ""))
+            text = body.decode("utf-8", "replace")
+            if status == 404:
+                raise Gone(404, text or "not found")
+            raise AriError(status, text or answer.reason)
+        if not parse:
+            return None
         try:
-            return json.loads(text) if text else None
+            return json.loads(body) if body else None
         except ValueError as exc:  # not JSON: not an Asterisk we can talk to
             raise AriError(502, f"{resource}.{operation}: invalid JSON from Asterisk") from exc
 
@@ -377,37 +405,36 @@ class AriGateway:
 
     async def snoop(
         self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
-    ) -> dict[str, Any]:
+    ) -> None:
         """A snoop channel on ``channel_id`` that enters our app (StasisStart with ``app_args``)
         hearing what the channel says (``in``), hears (``out``) or both: an audiohook on the
-        channel, as MixMonitor uses, so the channel's bridge gets no extra member."""
-        return self._json(
-            await self._call(
-                "channels",
-                "snoopChannelWithId",
-                channelId=channel_id,
-                snoopId=snoop_id,
-                spy=spy,
-                app=self.app,
-                appArgs=app_args,
-            )
+        channel, as MixMonitor uses, so the channel's bridge gets no extra member. Its snapshot
+        arrives with its StasisStart."""
+        await self._call(
+            "channels",
+            "snoopChannelWithId",
+            parse=False,
+            channelId=channel_id,
+            snoopId=snoop_id,
+            spy=spy,
+            app=self.app,
+            appArgs=app_args,
         )
 
     async def record_channel(
         self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
-    ) -> dict[str, Any]:
+    ) -> None:
         """Record what a channel (here: a snoop channel) carries; an existing name fails."""
-        return self._json(
-            await self._call(
-                "channels",
-                "record",
-                channelId=channel_id,
-                name=name,
-                format=fmt,
-                maxDurationSeconds=max_duration,
-                ifExists="fail",
-                beep=_flag(False),
-            )
+        await self._call(
+            "channels",
+            "record",
+            parse=False,
+            channelId=channel_id,
+            name=name,
+            format=fmt,
+            maxDurationSeconds=max_duration,
+            ifExists="fail",
+            beep=_flag(False),
         )
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
@@ -419,8 +446,11 @@ class AriGateway:
     # -- bridges ------------------------------------------------------------------------------
 
     async def create_bridge(self, types: str, bridge_id: str | None = None) -> str:
-        bridge = self._json(await self._call("bridges", "create", type=types, bridgeId=bridge_id))
-        return str(bridge.get("id", bridge_id or ""))
+        if bridge_id is not None:  # our own id: the answer tells nothing new
+            await self._call("bridges", "create", parse=False, type=types, bridgeId=bridge_id)
+            return bridge_id
+        bridge = self._json(await self._call("bridges", "create", type=types))
+        return str(bridge.get("id", ""))
 
     async def add_to_bridge(
         self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False

@@ -11,6 +11,7 @@ once (they survive a crash of the process, not a power cut: no fsync on the call
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from pathlib import Path
@@ -25,7 +26,13 @@ from .store import RecordingStore
 logger = logging.getLogger(__name__)
 
 
-class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
+BATCH = 100  # rows per round trip to the database
+LINGER = 0.2  # seconds a lone row may wait for company (as the audit trail's rows)
+
+Entry = tuple[str, dict[str, Any]]  # (recording id, the row as journalled)
+
+
+class RecordingJournal(WriteBehind[list[Entry]]):
     name = "recordings journal"
 
     def __init__(self, store: RecordingStore, path: Path, retry: Backoff = WRITER_RETRY) -> None:
@@ -35,6 +42,7 @@ class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
         self._pending: dict[str, dict[str, Any]] = {}
         self._file: IO[str] | None = None
         self.writes = 0
+        self.linger = LINGER
 
     @property
     def rejected_path(self) -> Path:
@@ -83,10 +91,37 @@ class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
             Recording.from_journal(entry)  # reject what could never be stored
             self._pending[str(entry["id"])] = entry
 
-    def _next_unit(self) -> tuple[str, dict[str, Any]] | None:
-        return next(iter(self._pending.items()), None)
+    async def _before_drain(self) -> None:
+        if len(self._pending) < BATCH:
+            await asyncio.sleep(self.linger)  # let a few more rows come
 
-    async def _store(self, unit: tuple[str, dict[str, Any]]) -> bool:
+    def _next_unit(self) -> list[Entry] | None:
+        """Up to BATCH pending rows: a burst of recordings starting or ending (calls of a busy
+        system) costs one round trip to the database, not one per row (issue 20)."""
+        if not self._pending:
+            return None
+        batch = []
+        for item in self._pending.items():
+            batch.append(item)
+            if len(batch) == BATCH:
+                break
+        return batch
+
+    async def _store(self, unit: list[Entry]) -> bool:
+        if len(unit) > 1:
+            try:
+                await self.store.upsert_many([Recording.from_journal(e) for _, e in unit])
+                return True
+            except DatastoreUnavailable:
+                raise
+            except Exception:
+                logger.warning("recordings journal: a batch was refused; storing rows one by one")
+        stored = False
+        for entry in unit:
+            stored = await self._store_one(entry) or stored
+        return stored
+
+    async def _store_one(self, unit: Entry) -> bool:
         recording_id, entry = unit
         try:
             await self.store.upsert(Recording.from_journal(entry))
@@ -104,11 +139,11 @@ class RecordingJournal(WriteBehind[tuple[str, dict[str, Any]]]):
             return False
         return True
 
-    def _stored(self, unit: tuple[str, dict[str, Any]]) -> None:
-        recording_id, entry = unit
-        self.writes += 1
-        if self._pending.get(recording_id) is entry:
-            del self._pending[recording_id]
+    def _stored(self, unit: list[Entry]) -> None:
+        for recording_id, entry in unit:
+            self.writes += 1
+            if self._pending.get(recording_id) is entry:
+                del self._pending[recording_id]
 
     def _drained(self) -> None:
         """Everything in the file is stored: start it afresh."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..db.database import Database
@@ -20,6 +21,27 @@ ON CONFLICT (id) DO UPDATE SET
 WHERE recordings.version < EXCLUDED.version
 """
 
+
+def _arguments(recording: Recording) -> tuple[object, ...]:
+    return (
+        recording.id,
+        recording.account_id,
+        recording.owner_type,
+        recording.owner_id,
+        recording.call_id,
+        recording.legs,
+        recording.name,
+        recording.format,
+        recording.label,
+        recording.state,
+        recording.started_at,
+        recording.ended_at,
+        recording.duration,
+        recording.failure_cause,
+        recording.version,
+    )
+
+
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
 
@@ -37,24 +59,12 @@ class RecordingStore:
     async def upsert(self, recording: Recording) -> None:
         """Write the whole row unless the database already holds a newer version."""
         async with self._db.connection() as conn:
-            await conn.execute(
-                _UPSERT,
-                recording.id,
-                recording.account_id,
-                recording.owner_type,
-                recording.owner_id,
-                recording.call_id,
-                recording.legs,
-                recording.name,
-                recording.format,
-                recording.label,
-                recording.state,
-                recording.started_at,
-                recording.ended_at,
-                recording.duration,
-                recording.failure_cause,
-                recording.version,
-            )
+            await conn.execute(_UPSERT, *_arguments(recording))
+
+    async def upsert_many(self, recordings: Sequence[Recording]) -> None:
+        """``upsert`` for several rows in one pipelined round (one pooled connection)."""
+        async with self._db.connection() as conn:
+            await conn.executemany(_UPSERT, [_arguments(r) for r in recordings])
 
     async def get(self, account_id: str, recording_id: str) -> Recording:
         async with self._db.connection() as conn:

@@ -57,6 +57,7 @@ class CallRecorder:
     journal: RecordingJournal | None
     current: Recording | None = None
     masked: bool = False
+    spied: str | None = None  # the channel the current recording's snoop listens to
     _ended: OrderedDict[str, Recording] = field(default_factory=OrderedDict)
 
     def _store(self, recording: Recording) -> None:
@@ -99,6 +100,7 @@ class CallRecorder:
         limit = min(time_limit or MAX_RECORDING_SECONDS, MAX_RECORDING_SECONDS)
         self.current = recording  # claimed before the request: a racing start sees it
         self.masked = False
+        self.spied = presser.channel_id
         self._store(recording)
         role = recorder_role(recording.name)
         snoop_id = f"{recording.name}-snoop"
@@ -150,7 +152,7 @@ class CallRecorder:
         self.current = None
         self.masked = False
         leg = call.legs.get(recorder_role(recording.name))
-        if gateway is not None:
+        if gateway is not None and not self._spied_gone(call):
             try:
                 await gateway.stop_recording(recording.name)
             except Gone:
@@ -164,6 +166,13 @@ class CallRecorder:
         self._store(recording)
         logger.info("call %s: recording %s %s", self.call_id, recording.name, reason)
         return "stopped"
+
+    def _spied_gone(self, call: CallHandle) -> bool:
+        """Has the channel the snoop listens to hung up? Then Asterisk has ended the snoop
+        channel and its recording already (the audiohook goes with the channel, and
+        res_stasis_snoop hangs the snoop up; the recording ends with its channel): stopping
+        and hanging up would be two requests for nothing (issue 20)."""
+        return any(leg.channel_id == self.spied and leg.gone for leg in call.legs.values())
 
     def on_snoop_gone(self, call: CallHandle, role: str) -> None:
         """The snoop channel left (we hung it up, or its party hung up): forget the leg; a

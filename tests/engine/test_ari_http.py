@@ -1,0 +1,264 @@
+"""The keep-alive HTTP client of ARI requests (ari/http.py) against a real loopback server
+whose behaviour each test scripts: reuse, a server closing idle connections, answers cut
+short or never sent, chunked answers, the pool limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from ari_metaflows.ari.gateway import AriGateway, AriTimeouts, AriUnavailable
+from ari_metaflows.ari.gateway import _HeaderAuthHttpClient as HeaderAuthHttpClient
+from ari_metaflows.ari.http import KeepAliveClient
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
+OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class Server:
+    """A loopback server: ``handler(reader, writer, connection_number)`` per connection."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[bytes] = []
+        self.server: asyncio.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+        self.handlers: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> Server:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.close()
+        for task in self.handlers:
+            task.cancel()
+        await asyncio.gather(*self.handlers, return_exceptions=True)
+        await self.server.wait_closed()
+
+    @property
+    def port(self) -> int:
+        assert self.server is not None
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        self.writers.add(writer)
+        task = asyncio.current_task()
+        assert task is not None
+        self.handlers.add(task)
+        try:
+            await self.handler(reader, writer, self.connections)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass  # the client went, or the test is over: the handler's end, not an error
+        finally:
+            self.writers.discard(writer)
+            writer.close()
+
+    async def read_request(self, reader: asyncio.StreamReader) -> bytes:
+        head = await reader.readuntil(b"\r\n\r\n")
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                head += await reader.readexactly(int(line.split(b":")[1]))
+        self.requests.append(head)
+        return head
+
+
+@contextlib.asynccontextmanager
+async def client_for(server: Server, **options: float) -> AsyncIterator[KeepAliveClient]:
+    client = KeepAliveClient(
+        "127.0.0.1",
+        server.port,
+        authorization="Basic dTpw",
+        request_timeout=options.get("request_timeout", 2.0),
+        connect_timeout=1.0,
+        limit=int(options.get("limit", 100)),
+    )
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def test_requests_reuse_one_connection_and_carry_credentials() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server) as client:
+        for n in range(5):
+            answer = await client.request("POST", f"/ari/channels/c{n}/answer?x=1")
+            assert (answer.status, answer.body) == (200, b"{}")
+    assert server.connections == 1
+    first = server.requests[0].split(b"\r\n")
+    assert first[0] == b"POST /ari/channels/c0/answer?x=1 HTTP/1.1"
+    assert b"Authorization: Basic dTpw" in first
+    assert b"Content-Length: 0" in first
+
+
+async def test_an_idle_connection_the_server_closed_is_replaced_without_losing_the_request() -> (
+    None
+):
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if n == 1:
+            # Like Asterisk's session_keep_alive: drop the idle connection without a word,
+            # after the next request is already on its way (it is never read).
+            await reader.read(1)
+            return
+        while True:
+            await server.read_request(reader)
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server) as client:
+        assert (await client.request("GET", "/ari/bridges")).status == 200
+        assert (await client.request("POST", "/ari/bridges/b1")).status == 200
+    assert server.connections == 2
+    assert [r.split(b"\r\n")[0] for r in server.requests] == [
+        b"GET /ari/bridges HTTP/1.1",
+        b"POST /ari/bridges/b1 HTTP/1.1",  # once: the first connection never read it whole
+    ]
+
+
+async def test_an_answer_cut_short_is_an_error_not_a_retry() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{")
+        await writer.drain()
+
+    async with Server(handler) as server, client_for(server) as client:
+        with pytest.raises(ConnectionResetError):
+            await client.request("POST", "/ari/channels/c1/hangup")
+    assert len(server.requests) == 1  # a request Asterisk may have acted on is not repeated
+
+
+async def test_no_answer_within_the_request_timeout() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        await asyncio.sleep(10)
+
+    async with Server(handler) as server, client_for(server, request_timeout=0.2) as client:
+        with pytest.raises(TimeoutError):
+            await client.request("GET", "/ari/asterisk/info")
+
+
+async def test_chunked_and_connection_close_answers() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        if n == 1:
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"3\r\n[1,\r\n2\r\n2]\r\n0\r\n\r\n"
+            )
+            await server.read_request(reader)
+            writer.write(b"HTTP/1.1 404 Not Found\r\nConnection: close\r\n\r\nno bridge")
+        else:
+            writer.write(b"HTTP/1.0 204 No Content\r\n\r\n")
+
+    async with Server(handler) as server, client_for(server) as client:
+        assert (await client.request("GET", "/ari/bridges")).body == b"[1,2]"
+        gone = await client.request("GET", "/ari/bridges/x")
+        assert (gone.status, gone.reason, gone.body) == (404, "Not Found", b"no bridge")
+        assert (await client.request("DELETE", "/ari/bridges/y")).status == 204
+    assert server.connections == 2  # "Connection: close" was honoured
+
+
+async def test_the_pool_limit_holds_requests_back_and_counts_against_their_timeout() -> None:
+    release = asyncio.Event()
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            await release.wait()
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server, limit=2) as client:
+        first = [asyncio.create_task(client.request("GET", f"/ari/x{n}")) for n in range(2)]
+        await asyncio.sleep(0.1)
+        client.request_timeout = 0.2
+        with pytest.raises(TimeoutError):
+            await client.request("GET", "/ari/third")  # waited for a free connection
+        release.set()
+        assert [a.status for a in await asyncio.gather(*first)] == [200, 200]
+    assert server.connections == 2
+
+
+async def test_the_gateway_reports_an_unreachable_asterisk_as_unavailable() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)  # and hang up without an answer
+
+    async with Server(handler) as server:
+        gateway = AriGateway(
+            client=_NoSwagger(server.port),
+            http=_http(),
+            app="metaflows",
+            base_url=f"http://127.0.0.1:{server.port}",
+        )
+        try:
+            with pytest.raises(AriUnavailable, match=r"channels\.answer"):
+                await gateway.answer("c1")
+        finally:
+            await gateway.close()
+
+
+class _Declared:
+    def __init__(self) -> None:
+        self.uri = "http://127.0.0.1:1/ari/channels/{channelId}/answer"
+        self.json = {
+            "httpMethod": "POST",
+            "nickname": "answer",
+            "parameters": [{"name": "channelId", "paramType": "path", "required": True}],
+        }
+
+
+class _Api:
+    def get_operation(self, name: str) -> _Declared | None:
+        return _Declared() if name == "answer" else None
+
+
+class _Repository:
+    api = _Api()
+
+
+class _NoSwagger:
+    """What the gateway reads of aioari's client: the declared operations."""
+
+    def __init__(self, port: int) -> None:
+        self.repositories = {"channels": _Repository()}
+
+    async def close(self) -> None:
+        return None
+
+
+def _http() -> HeaderAuthHttpClient:
+    return HeaderAuthHttpClient("u", "p", AriTimeouts(request=1.0, connect=1.0))
+
+
+async def test_a_cancelled_request_is_cancelled_not_timed_out_and_its_connection_dropped() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        while True:
+            await server.read_request(reader)
+            if n == 1:
+                await asyncio.sleep(10)  # the first connection never answers
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server, request_timeout=5.0) as client:
+        waiting = asyncio.create_task(client.request("GET", "/ari/slow"))
+        await asyncio.sleep(0.05)
+        waiting.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        # The connection with an answer still owed is not reused: a new one answers.
+        assert (await client.request("GET", "/ari/fast")).status == 200
+        assert client._deadlines == {}
+    assert server.connections == 2
