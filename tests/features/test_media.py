@@ -90,5 +90,9 @@ async def test_children_run_in_order_play_then_record(service: Service) -> None:
                 p.rsplit("/", 1)[-1] for _, p, _ in requests if p.endswith(("/play", "/record"))
             ]
 
-        # The recording is noted on the call as its request leaves: wait for it to arrive.
-        assert await wait_until(order, lambda seen: len(seen) >= 2) == ["play", "record"]
+        # The recording is noted on the call as its request leaves: wait for it to arrive. A
+        # record right after the snoop may meet a 409 "not in Stasis" and be sent again (as on
+        # Asterisk 22): every record comes after the play.
+        seen = await wait_until(order, lambda seen: len(seen) >= 2)
+        assert seen[0] == "play"
+        assert set(seen[1:]) == {"record"}
