@@ -44,8 +44,9 @@ MAX_DURATION_MS = 5000
 MAX_BATCH = 64  # digits in one request (a replayed code, at most 34 digits, fits)
 
 
-RELAY_LIMIT = 32  # relay requests in flight at once, all calls (aiohttp's pool holds 100)
-RELAY_STALE = 2.0  # seconds: a digit decided on longer ago than this is no longer relayed
+RELAY_LIMIT = 64  # relay requests in flight at once, all calls (the ARI pool and Asterisk's
+# http.conf sessionlimit hold 100: a third stays free for call control)
+RELAY_STALE = 5.0  # seconds (the ARI request timeout): older digits are no longer relayed
 
 
 class RelayGate:
@@ -92,7 +93,8 @@ class Relay:
         self._gate = gate or RelayGate()
         self._lanes: dict[str, _Lane] = {}
         self.sent = 0  # requests Asterisk accepted
-        self.dropped = 0  # digits dropped: gone, refused, unreachable, the call ended
+        self.dropped = 0  # digits dropped: gone, refused, unreachable, stale, the call ended
+        self.stale = 0  # of which: waited too long for a turn
 
     def send(self, channel_id: str, digit: str, duration_ms: int, since: float) -> None:
         """Queue ``digit`` for ``channel_id``'s far end; ``since`` (perf_counter) is when the
@@ -133,8 +135,11 @@ class Relay:
             queue.popleft()
             stale += 1
         if stale:
+            # Once per call at warning level: a storm must not flood the log.
+            log = logger.debug if self.stale else logger.warning
+            self.stale += stale
             self.dropped += stale
-            logger.warning(
+            log(
                 "call %s: %d digit(s) for %s waited over %.1f s; not relayed",
                 self.call_id,
                 stale,

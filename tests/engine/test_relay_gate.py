@@ -4,6 +4,7 @@ keeps a bounded number of requests in flight, batches what waits, and drops what
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -45,8 +46,11 @@ async def test_digits_that_queue_behind_a_full_gate_leave_together() -> None:
     assert asterisk.sent == [("alice", "9", 100), ("bob", "12345", 100)]
 
 
-async def test_a_digit_that_waited_too_long_is_dropped_not_played_late() -> None:
-    asterisk = Asterisk(delays=[0.3])
+async def test_a_digit_that_waited_too_long_is_dropped_not_played_late(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="ari_metaflows.calls.relay")
+    asterisk = Asterisk(delays=[0.3, 0.0, 0.3])
     gate = RelayGate(limit=1, stale_after=0.1)
     busy = Relay("busy", lambda: asterisk, gate=gate)
     waiting = Relay("waiting", lambda: asterisk, gate=gate)
@@ -59,6 +63,16 @@ async def test_a_digit_that_waited_too_long_is_dropped_not_played_late() -> None
     waiting.send("bob", "2", 100, time.perf_counter())  # the lane goes on
     await eventually(lambda: waiting.idle)
     assert asterisk.sent[-1] == ("bob", "2", 100)
+    # Stale again: counted, but only the first time is a warning (a storm must not flood logs).
+    busy.send("alice", "8", 100, time.perf_counter())
+    await asyncio.sleep(0.01)
+    waiting.send("bob", "3", 100, time.perf_counter())
+    await eventually(lambda: busy.idle and waiting.idle)
+    assert waiting.stale == 2
+    assert waiting.dropped == 2
+    stale_logs = [r for r in caplog.records if "waited over" in r.getMessage()]
+    assert [r.levelno for r in stale_logs] == [logging.WARNING, logging.DEBUG]
+    assert all("call waiting" in r.getMessage() for r in stale_logs)
 
 
 async def test_closing_a_call_waiting_for_its_turn_gives_the_turn_back() -> None:
