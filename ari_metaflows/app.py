@@ -18,6 +18,7 @@ from aiohttp import web
 from .api.context import ApiContext
 from .api.server import create_app
 from .ari.connection import RECONNECT, AriConnection
+from .ari.stored import StoredFiles
 from .audit import AuditTrail, EventStore
 from .audit.trail import TrailLimits
 from .auth.tokens import Authenticator, TokenStore
@@ -348,6 +349,9 @@ async def open_service(
         else:
             directory = CallDirectory(engines)
 
+        stored = StoredFiles(settings.asterisk_servers, ari.timeouts)
+        lifecycle.push("stored recordings client", stored.close)
+
         async def ari_ready() -> bool:
             if sessions:  # a standby is ready: another instance holds the Asterisk
                 return True
@@ -360,6 +364,7 @@ async def open_service(
             engine=engine,
             recordings=recordings,
             journal=journal,
+            stored=stored,
             events=events,
             metrics=metrics,
             devices=devices,

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ..ari.stored import StoredFiles
 from ..audit import EventStore
 from ..auth.tokens import Authenticator
 from ..devices import DeviceStore
@@ -29,6 +30,8 @@ class ApiContext:
     calls: Any = None  # cluster.directory.CallDirectory: every engine, and other instances'
     recordings: RecordingStore | None = None
     journal: RecordingJournal | None = None
+    # Every configured Asterisk's stored recordings (None: the engine's own ARI connection).
+    stored: StoredFiles | None = None
     events: EventStore | None = None
     metrics: Metrics = field(default_factory=Metrics)
     speech: SpeechMedia | None = None  # signed speech files for Asterisk (tts)

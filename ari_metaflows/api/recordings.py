@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+
+import aiohttp
 from aiohttp import web
 
 from ..ari.gateway import AriError, AriGateway, AriUnavailable, Gone
 from ..errors import AsteriskUnavailable, Conflict, DatastoreUnavailable, NotFound
 from ..recordings import RecordingStore
-from ..recordings.model import content_type
+from ..recordings.model import Recording, content_type
 from ..recordings.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from .context import CONTEXT
 from .envelope import respond
@@ -30,6 +33,24 @@ def _gateway(request: web.Request) -> AriGateway:
         raise AsteriskUnavailable("not connected to Asterisk")
     assert isinstance(gateway, AriGateway)
     return gateway
+
+
+def _stored_file(
+    request: web.Request, recording: Recording
+) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+    """From the Asterisk whose call made the recording, held here or not (SPEC §8a)."""
+    stored = request.app[CONTEXT].stored
+    if stored is None:
+        return _gateway(request).stored_recording_file(recording.name)
+    return stored.on(recording.asterisk).file(recording.name)
+
+
+async def _delete_stored(request: web.Request, recording: Recording) -> None:
+    stored = request.app[CONTEXT].stored
+    if stored is None:
+        await _gateway(request).delete_stored_recording(recording.name)
+    else:
+        await stored.on(recording.asterisk).delete(recording.name)
 
 
 async def list_recordings(request: web.Request) -> web.Response:
@@ -69,9 +90,8 @@ async def get_recording_file(request: web.Request) -> web.StreamResponse:
     recording = await _store(request).get(account_id, recording_id)
     if recording.live:
         raise Conflict("the recording is still going on; its file is not complete yet")
-    gateway = _gateway(request)
     try:
-        async with gateway.stored_recording_file(recording.name) as upstream:
+        async with _stored_file(request, recording) as upstream:
             response = web.StreamResponse(
                 headers={
                     "Content-Type": content_type(recording.format),
@@ -104,9 +124,8 @@ async def delete_recording(request: web.Request) -> web.Response:
     recording = await store.get(account_id, recording_id)
     if recording.live:
         raise Conflict("the recording is still going on; stop it before deleting it")
-    gateway = _gateway(request)
     try:
-        await gateway.delete_stored_recording(recording.name)
+        await _delete_stored(request, recording)
     except Gone:
         pass  # never stored (failed) or already deleted
     except AriUnavailable as exc:

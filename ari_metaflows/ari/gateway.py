@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,7 @@ from ..errors import AriUnavailable as AriUnavailable
 from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
 from .http import KeepAliveClient
+from .stored import open_stored_file
 
 logger = logging.getLogger(__name__)
 
@@ -528,29 +529,11 @@ class AriGateway:
     async def delete_stored_recording(self, name: str) -> None:
         await self._call("recordings", "deleteStored", recordingName=name)
 
-    @contextlib.asynccontextmanager
-    async def stored_recording_file(self, name: str) -> AsyncIterator[aiohttp.ClientResponse]:
-        """The stored file, as a response to stream from (the swagger client would buffer and
-        try to decode it). Only the wait for each chunk is limited, not the whole transfer."""
-        url = f"{self._base_url}/ari/recordings/stored/{urllib.parse.quote(name, safe='')}/file"
-        timeouts = self._http.timeouts
-        try:
-            response = await self._http.session.get(
-                url,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=timeouts.connect, sock_read=timeouts.request
-                ),
-            )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise AriUnavailable(f"recordings.getStoredFile: {type(exc).__name__}") from exc
-        try:
-            if response.status == 404:
-                raise Gone(404, "Recording not found")
-            if response.status >= 400:
-                raise AriError(response.status, await response.text())
-            yield response
-        finally:
-            response.release()
+    def stored_recording_file(
+        self, name: str
+    ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
+        """The stored file, streamed (``stored.open_stored_file``)."""
+        return open_stored_file(self._http.session, self._base_url, name, self._http.timeouts)
 
     # -- playbacks ------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ class Recording:
     duration: float | None = None
     failure_cause: str | None = None
     version: int = 1
+    asterisk: str | None = None  # the server whose call made it (None: rows before 0009)
 
     @property
     def name(self) -> str:
@@ -91,6 +92,7 @@ class Recording:
             duration=row["duration"],
             failure_cause=row["failure_cause"],
             version=row["version"],
+            asterisk=row["asterisk"],
         )
 
     def to_api(self) -> dict[str, Any]:
@@ -110,6 +112,7 @@ class Recording:
             "duration": self.duration,
             "failure_cause": self.failure_cause,
             "content_type": content_type(self.format),
+            "asterisk": self.asterisk,
         }
 
 

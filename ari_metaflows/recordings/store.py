@@ -12,8 +12,8 @@ from .model import Recording
 
 _UPSERT = """
 INSERT INTO recordings (id, account_id, owner_type, owner_id, call_id, legs, name, format, label,
-                        state, started_at, ended_at, duration, failure_cause, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+                        state, started_at, ended_at, duration, failure_cause, version, asterisk)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)
 ON CONFLICT (id) DO UPDATE SET
     legs = EXCLUDED.legs, label = EXCLUDED.label, state = EXCLUDED.state,
     ended_at = EXCLUDED.ended_at, duration = EXCLUDED.duration,
@@ -39,6 +39,7 @@ def _arguments(recording: Recording) -> tuple[object, ...]:
         recording.duration,
         recording.failure_cause,
         recording.version,
+        recording.asterisk,
     )
 
 

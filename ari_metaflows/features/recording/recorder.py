@@ -96,6 +96,7 @@ class CallRecorder:
             legs=legs,
             format=fmt,
             label=label,
+            asterisk=call.engine.settings.asterisk,
         )
         limit = min(time_limit or MAX_RECORDING_SECONDS, MAX_RECORDING_SECONDS)
         self.current = recording  # claimed before the request: a racing start sees it
