@@ -196,6 +196,7 @@ async def test_open_service_then_close_leaves_nothing_behind(
     assert service.lifecycle.undone == [
         "ARI connection",
         "REST API",
+        "stored recordings client",
         "call engine",
         "pivot CDR posts",
         "speech engine",
