@@ -227,9 +227,20 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "/v2/accounts/{account_id}/recordings/{recording_id}": {
             "parameters": [account, recording],
-            "get": {"summary": "One recording", "responses": _responses(plain_ok)},
+            "get": {
+                "summary": "One recording",
+                "description": (
+                    "`asterisk` names the server whose call made it (null: rows older than "
+                    "migration 0009, kept on the first configured server)."
+                ),
+                "responses": _responses(plain_ok),
+            },
             "delete": {
                 "summary": "Delete the recording's row and its stored audio",
+                "description": (
+                    "The file is deleted on the recording's `asterisk`, by any instance; "
+                    "503 when that server is unreachable or no longer configured (the row stays)."
+                ),
                 "responses": _responses(plain_ok),
             },
         },
@@ -290,7 +301,14 @@ def _live_operations(plain_ok: dict[str, Any]) -> dict[str, dict[str, Any]]:
         },
         "/v2/accounts/{account_id}/recordings/{recording_id}/file": {
             "parameters": [account, recording],
-            "get": {"summary": "The audio, streamed", "responses": {**_responses(audio)}},
+            "get": {
+                "summary": "The audio, streamed",
+                "description": (
+                    "From the recording's `asterisk`, by any instance (held there or not); 503 "
+                    "when that server is unreachable or no longer configured."
+                ),
+                "responses": {**_responses(audio)},
+            },
         },
     }
 
