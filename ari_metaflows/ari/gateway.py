@@ -28,7 +28,7 @@ from ..errors import AriUnavailable as AriUnavailable
 from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
 from .http import KeepAliveClient
-from .stored import open_stored_file
+from .stored_file import open_stored_file
 
 logger = logging.getLogger(__name__)
 
@@ -532,8 +532,15 @@ class AriGateway:
     def stored_recording_file(
         self, name: str
     ) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
-        """The stored file, streamed (``stored.open_stored_file``)."""
-        return open_stored_file(self._http.session, self._base_url, name, self._http.timeouts)
+        """The stored file, streamed (``stored_file.open_stored_file``)."""
+        timeouts = self._http.timeouts
+        return open_stored_file(
+            self._http.session,
+            self._base_url,
+            name,
+            connect=timeouts.connect,
+            read=timeouts.request,
+        )
 
     # -- playbacks ------------------------------------------------------------------------------
 

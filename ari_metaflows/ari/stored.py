@@ -9,47 +9,15 @@ server, the first configured one for rows older than that column.
 from __future__ import annotations
 
 import contextlib
-import urllib.parse
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 import aiohttp
 
 from ..config import AsteriskServer
 from ..errors import AriError, AriUnavailable, AsteriskUnavailable, Gone
 from ..metrics import mark_ari_request
-
-if TYPE_CHECKING:  # gateway.py imports this module
-    from .gateway import AriTimeouts
-
-
-def _stored_url(base_url: str, name: str) -> str:
-    return f"{base_url.rstrip('/')}/ari/recordings/stored/{urllib.parse.quote(name, safe='')}"
-
-
-@contextlib.asynccontextmanager
-async def open_stored_file(
-    session: aiohttp.ClientSession, base_url: str, name: str, timeouts: AriTimeouts
-) -> AsyncIterator[aiohttp.ClientResponse]:
-    """The stored file, as a response to stream from (the swagger client would buffer and try
-    to decode it). Only the wait for each chunk is limited, not the whole transfer."""
-    try:
-        response = await session.get(
-            _stored_url(base_url, name) + "/file",
-            timeout=aiohttp.ClientTimeout(
-                total=None, connect=timeouts.connect, sock_read=timeouts.request
-            ),
-        )
-    except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-        raise AriUnavailable(f"recordings.getStoredFile: {type(exc).__name__}") from exc
-    try:
-        if response.status == 404:
-            raise Gone(404, "Recording not found")
-        if response.status >= 400:
-            raise AriError(response.status, await response.text())
-        yield response
-    finally:
-        response.release()
+from .gateway import AriTimeouts
+from .stored_file import open_stored_file, stored_url
 
 
 class StoredRecordings:
@@ -77,13 +45,19 @@ class StoredRecordings:
 
     def file(self, name: str) -> contextlib.AbstractAsyncContextManager[aiohttp.ClientResponse]:
         mark_ari_request()
-        return open_stored_file(self._http(), self.server.url, name, self.timeouts)
+        return open_stored_file(
+            self._http(),
+            self.server.url,
+            name,
+            connect=self.timeouts.connect,
+            read=self.timeouts.request,
+        )
 
     async def delete(self, name: str) -> None:
         """``Gone`` when Asterisk has no such file."""
         mark_ari_request()
         try:
-            async with self._http().delete(_stored_url(self.server.url, name)) as response:
+            async with self._http().delete(stored_url(self.server.url, name)) as response:
                 status, text = response.status, await response.text()
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             raise AriUnavailable(f"recordings.deleteStored: {type(exc).__name__}") from exc
