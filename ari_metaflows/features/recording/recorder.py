@@ -116,8 +116,9 @@ class CallRecorder:
         except (AriError, AriUnavailable) as exc:
             if snooping:
                 await call.safely(gateway.hangup(snoop_id))
-            else:
-                call.drop_leg(role)
+            # Forget the snoop now: hung up before it entered Stasis, it sends no event that
+            # would (a late StasisStart of it is hung up as a recorder no call knows).
+            call.drop_leg(role)
             self._refused(recording, exc)
             raise RecordingRefused(f"cannot record: {exc}") from exc
         logger.info("call %s: recording %s (%s) by snoop", self.call_id, recording.name, fmt)
