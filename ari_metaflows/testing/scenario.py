@@ -383,6 +383,15 @@ class AsteriskDriver(Driver):
             timeout=aiohttp.ClientWSTimeout(ws_close=1.0),
         )
         self._reader = asyncio.create_task(self._read())
+        # subscribeAll also subscribes to every device state, and Asterisk 22.10.1 can deadlock
+        # closing such a websocket: the closing session thread holds the session lock while it
+        # waits for the device-state subscription to drain, and that subscription's delivery
+        # thread waits for the same lock to send a DeviceStateChanged (seen with gdb; every
+        # later websocket of the app then hangs). The driver needs no device states: drop them
+        # now, from a request thread, where the unsubscription holds no session lock.
+        await self.request(
+            "DELETE", f"/applications/{DRIVER_APP}/subscription", eventSource="deviceState:"
+        )
         await self._clear_leftovers()
         return self
 
