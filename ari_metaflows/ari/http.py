@@ -45,6 +45,7 @@ class _Connection(asyncio.Protocol):
         self._buffer = bytearray()
         self._waiter: asyncio.Future[HttpAnswer] | None = None
         self._received = False  # a byte of the current answer arrived
+        self._head: _Head | None = None  # the current answer's head, once it has arrived whole
         self._keep_alive = True
         self._reused = False  # the current request went out on a connection used before
 
@@ -81,6 +82,7 @@ class _Connection(asyncio.Protocol):
         assert self._waiter is None
         self._buffer.clear()
         self._received = False
+        self._head = None
         self._reused = reused
         waiter: asyncio.Future[HttpAnswer] = asyncio.get_running_loop().create_future()
         self._waiter = waiter
@@ -120,31 +122,15 @@ class _Connection(asyncio.Protocol):
         self.close()
 
     def _parse(self, *, eof: bool) -> HttpAnswer | None:
-        """The answer, once complete in the buffer (None: more bytes needed)."""
+        """The answer, once complete in the buffer (None: more bytes needed). The head is
+        parsed once per answer, not again for every later chunk of a long body."""
         buffer = self._buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            return None
-        head = bytes(buffer[:end]).decode("latin-1").split("\r\n")
-        version, _, rest = head[0].partition(" ")
-        code, _, reason = rest.partition(" ")
-        if not version.startswith("HTTP/1.") or not code.isdigit():
-            raise ValueError(head[0][:80])
-        length: int | None = None
-        chunked = False
-        keep_alive = version == "HTTP/1.1"
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            name = name.strip().lower()
-            if name == "content-length":
-                length = int(value.strip())
-            elif name == "transfer-encoding":
-                chunked = "chunked" in value.lower()
-            elif name == "connection":
-                token = value.strip().lower()
-                keep_alive = token == "keep-alive" or (keep_alive and token != "close")
-        start = end + 4
-        status = int(code)
+        head = self._head
+        if head is None:
+            head = self._head = _parse_head(buffer)
+            if head is None:
+                return None
+        status, reason, length, chunked, keep_alive, start = head
         if status in (204, 304) or 100 <= status < 200:
             body = b""
         elif chunked:
@@ -163,6 +149,36 @@ class _Connection(asyncio.Protocol):
             return None  # delimited by the connection's end
         self._keep_alive = keep_alive
         return HttpAnswer(status, reason, body)
+
+
+# status, reason, Content-Length, chunked, keep-alive, where the body starts
+_Head = tuple[int, str, int | None, bool, bool, int]
+
+
+def _parse_head(buffer: bytearray) -> _Head | None:
+    """An answer's status line and headers (None until they have arrived whole)."""
+    end = buffer.find(b"\r\n\r\n")
+    if end < 0:
+        return None
+    lines = bytes(buffer[:end]).decode("latin-1").split("\r\n")
+    version, _, rest = lines[0].partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or not code.isdigit():
+        raise ValueError(lines[0][:80])
+    length: int | None = None
+    chunked = False
+    keep_alive = version == "HTTP/1.1"
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        name = name.strip().lower()
+        if name == "content-length":
+            length = int(value.strip())
+        elif name == "transfer-encoding":
+            chunked = "chunked" in value.lower()
+        elif name == "connection":
+            token = value.strip().lower()
+            keep_alive = token == "keep-alive" or (keep_alive and token != "close")
+    return int(code), reason, length, chunked, keep_alive, end + 4
 
 
 def _dechunk(buffer: bytearray, start: int) -> bytes | None:
