@@ -207,6 +207,8 @@ class RealBench:
 
     def _scenario(self, name: str, *, media: Path, hold_ms: int = 0) -> Path:
         text = (SCENARIOS / name).read_text()
+        if self.args.no_media:  # set-up and tear-down only: nobody plays RTP
+            text = "\n".join(line for line in text.splitlines() if "play_pcap_audio" not in line)
         text = text.replace("__MEDIA__", str(media)).replace("__HOLD__", str(hold_ms))
         path = self.workdir / f"{media.stem}-{name}"
         path.write_text(text)
@@ -325,7 +327,7 @@ class RealBench:
         phases = {
             (path, code): Phase(path, code)
             for path in self.args.paths.split(",")
-            for code in (False, True)
+            for code in ((False,) if self.args.no_media else (False, True))
         }
         self.phases = list(phases.values())
         for _ in range(self.args.rounds):  # alternated, so drifts of the machine hit both paths
@@ -386,9 +388,19 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="./dev bench --real", description=__doc__.split("\n")[0])
     parser.add_argument("--real", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--calls", type=int, default=40, help="concurrent calls per phase")
-    parser.add_argument("--rounds", type=int, default=1, help="alternated rounds of all phases")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternated rounds of all phases (one round's ratio moves by ±10 %%)",
+    )
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each call lasts")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")
+    parser.add_argument(
+        "--no-media",
+        action="store_true",
+        help="no RTP and no *9 phases: what set-up and tear-down cost, with little noise",
+    )
     parser.add_argument("--paths", default="native,app", help="which paths to run, in order")
     parser.add_argument("--sip", default=os.environ.get("BENCH_SIP", "127.0.0.1:5060"))
     parser.add_argument(

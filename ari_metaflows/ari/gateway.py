@@ -324,6 +324,32 @@ class AriGateway:
             )
         )
 
+    async def originate(
+        self,
+        endpoint: str,
+        *,
+        app_args: str,
+        channel_id: str,
+        originator: str | None = None,
+        timeout: int | None = None,
+    ) -> dict[str, Any]:
+        """Create ``endpoint``'s channel and dial it at once (``POST /channels/{id}``): one
+        request and one Asterisk thread, where create + dial take two of each and park the
+        channel in Asterisk's dial bridge meanwhile. The channel enters our app only once
+        answered; until then we see its Dial progress and its end (docs/asterisk-facts.md)."""
+        return self._json(
+            await self._call(
+                "channels",
+                "originateWithId",
+                channelId=channel_id,
+                endpoint=endpoint,
+                app=self.app,
+                appArgs=app_args,
+                originator=originator,
+                timeout=timeout,
+            )
+        )
+
     async def dial(
         self, channel_id: str, *, caller: str | None = None, timeout: int | None = None
     ) -> None:

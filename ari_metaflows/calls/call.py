@@ -7,7 +7,8 @@ tasks (so a long module never holds up the call's events) and ask it to (``ask``
 cancelled and awaited when the call ends. The call knows legs, bridges and its phase, never a
 feature: features plug in through ``calls.feature.Feature`` (docs/architecture.md). Asterisk
 facts this relies on are in docs/asterisk-facts.md: "answered" means ``Dial ANSWER`` or state
-``Up`` (a Local callee enters Stasis before it answers).
+``Up``; the callee is originated and enters Stasis once answered (a created and dialed Local
+channel, such as a transfer target, enters before).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
@@ -52,6 +54,7 @@ FAILED_DIAL = {"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "CANCEL"}
 _CAUSE_STATUS = {17: "BUSY", 18: "NOANSWER", 19: "NOANSWER", 34: "CONGESTION"}
 BRIDGE_TYPES = "mixing,dtmf_events"  # without dtmf_events, SIP media bypasses Asterisk
 DIAL_ATTEMPTS = 5
+ORIGINATE_BACKSTOP = 5  # s past the ring timeout before Asterisk drops an unanswered callee
 METAFLOW_RETRY = Backoff(initial=1.0, maximum=30.0)  # before resolving metaflows again
 FLOWS_GRACE = 5.0  # the most a call's end waits for its cancelled flows (s)
 
@@ -83,6 +86,8 @@ class Host(EngineHandle, Protocol):
     def forget(self, call: Call) -> None: ...
 
     def destroy_bridge_later(self, bridge_id: str) -> None: ...
+
+    def hangup_when_seen(self, channel_id: str) -> None: ...
 
     def audit_record(self, event: MetaflowEvent) -> None: ...
 
@@ -297,29 +302,29 @@ class Call:
         callee_id = f"mf-{uuid.uuid4().hex}"
         self.legs[CALLEE] = Leg(CALLEE, callee_id)
         self.engine.track_channel(callee_id, self)
-        step = "create"
         try:
-            created = await gateway.create_channel(
+            created = await gateway.originate(
                 self.dialstring,
                 app_args=f"{CALLEE},{self.id}",
                 channel_id=callee_id,
                 originator=caller.channel_id,
+                # Our ring deadline decides; Asterisk's own only if we are gone meanwhile.
+                timeout=math.ceil(self.ring_timeout) + ORIGINATE_BACKSTOP,
             )
             self.legs[CALLEE].name = created.get("name", "")
-            step = "dial"
-            await self.dial_with_retry(callee_id, caller.channel_id)
         except Gone:
             await self._end()
             return
         except AriError as exc:
-            logger.info("call %s: cannot %s %s: %s", self.id, step, self.dialstring, exc.message)
+            logger.info("call %s: cannot dial %s: %s", self.id, self.dialstring, exc.message)
             self.legs[CALLEE].gone = True
             await self._fail("CHANUNAVAIL")
             return
         except AriUnavailable as exc:
             # Asterisk overloaded or unreachable: the caller must not stay stranded in Stasis.
-            logger.warning("call %s: cannot %s %s: %s", self.id, step, self.dialstring, exc)
+            logger.warning("call %s: cannot dial %s: %s", self.id, self.dialstring, exc)
             await self._fail("CONGESTION")
+            self.engine.hangup_when_seen(callee_id)  # the originate may complete yet
             return
         self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
         if caller.state != "Up":
@@ -404,8 +409,8 @@ class Call:
         await self._answered(snapshot)
 
     async def _answered(self, snapshot: dict[str, Any]) -> None:
-        """Connect once the callee has answered *and* is in Stasis (a SIP callee's Dial ANSWER
-        comes before its StasisStart; a Local callee's StasisStart before its answer)."""
+        """Connect once the callee has answered *and* is in Stasis (an originated callee's
+        Dial ANSWER comes before its StasisStart; a created Local one's StasisStart before)."""
         callee_leg = self.legs[CALLEE]
         if self.phase is not DIALING or not (callee_leg.answered and callee_leg.in_stasis):
             return
@@ -731,7 +736,10 @@ class Call:
                 if status == "ANSWER":
                     self.legs[CALLEE].answered = True
                     await self._answered(peer)
-                elif status in FAILED_DIAL and self.phase is DIALING:
+                elif status in FAILED_DIAL and status != "NOANSWER" and self.phase is DIALING:
+                    # NOANSWER is also what Asterisk's dialer says for any cause it has no
+                    # name for (an unknown number, a rejection): the ChannelDestroyed that
+                    # follows carries the cause, mapped as Dial() maps it (_CAUSE_STATUS).
                     self.legs[CALLEE].gone = status != "CANCEL"
                     await self._fail(status)
         elif kind in ("ChannelStateChange", "StasisStart") and role is not None:

@@ -91,6 +91,7 @@ class CallEngine:
         self._by_channel: dict[str, Call] = {}
         self._by_bridge: dict[str, Call] = {}
         self._stray: set[asyncio.Task[Any]] = set()
+        self._doomed: set[str] = set()  # originated callees whose request timed out
         self.flows_started = 0
         self.history: deque[dict[str, Any]] = deque(maxlen=1000)  # recent matched codes
         resolver.add_invalidation_listener(self._metaflows_changed)
@@ -139,6 +140,14 @@ class CallEngine:
         if call is not None:
             call.submit(event)
             return
+        if self._doomed:
+            for key in ("channel", "peer"):  # its first event may be its Dial
+                item = event.get(key)
+                channel_id = item.get("id") if isinstance(item, dict) else None
+                if channel_id in self._doomed:
+                    self._doomed.discard(channel_id)
+                    self._detached(self._hangup(channel_id))
+                    return
         if kind == "StasisStart":
             self._stasis_start(event)
 
@@ -221,6 +230,23 @@ class CallEngine:
                 await self.gateway.hangup(channel_id)
             except (AriError, AriUnavailable) as exc:
                 logger.debug("hangup of %s: %s", channel_id, exc)
+
+    def hangup_when_seen(self, channel_id: str) -> None:
+        """An originate that timed out may still complete in Asterisk and ring a phone for a
+        call that has ended: hang the channel up at its first event, or once Asterisk has
+        surely handled the request."""
+        gateway = self.gateway
+        if gateway is None:
+            return
+        self._doomed.add(channel_id)
+
+        async def hangup() -> None:
+            await asyncio.sleep(2 * gateway.timeouts.request)
+            if channel_id in self._doomed:
+                self._doomed.discard(channel_id)
+                await self._hangup(channel_id)
+
+        self._detached(hangup())
 
     def destroy_bridge_later(self, bridge_id: str) -> None:
         """Destroy a bridge whose creation timed out, after Asterisk has surely handled it."""

@@ -29,12 +29,14 @@ DEFAULT_CHANNELVARS = ("METAFLOWS_ACCOUNT_ID", "METAFLOWS_USER_ID", "METAFLOWS_D
 
 
 class SimError(Exception):
-    """An ARI error answer: HTTP status and Asterisk's ``{"message": ...}``."""
+    """An ARI error answer: HTTP status and Asterisk's ``{"message": ...}`` (``{"error": ...}``
+    for the few answers Asterisk words that way, ``key``)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, key: str = "message") -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.key = key
 
 
 class AppConnection:

@@ -18,6 +18,7 @@ from .model import (
     Channel,
     DialplanLocation,
     Phone,
+    dial_status_of_cause,
 )
 
 
@@ -28,7 +29,7 @@ class ChannelsSim(BridgesSim):
         """Run the dialplan from ``context,exten,priority`` on ``channel``."""
         raise NotImplementedError
 
-    def _dial_local(self, channel: Channel, timeout: int) -> None:
+    def _dial_local(self, channel: Channel, timeout: int, *, enter_stasis: bool = True) -> None:
         """An app-created Local channel is dialed: its far end runs the dialplan."""
         raise NotImplementedError
 
@@ -184,10 +185,13 @@ class ChannelsSim(BridgesSim):
         tech, _, resource = endpoint.partition("/")
         if tech == "Local":
             resource = resource.partition("/")[0]  # options such as /n
-        if tech not in ("PJSIP", "Local") or not resource:
-            raise SimError(400, "Invalid endpoint")
-        if tech == "PJSIP" and resource not in self.phones:
-            raise SimError(400, f"Endpoint {endpoint} not found")
+        if (
+            tech not in ("PJSIP", "Local")
+            or not resource
+            or (tech == "PJSIP" and resource not in self.phones)
+        ):
+            # Asterisk 22 (checked): the channel driver cannot request it.
+            raise SimError(500, "Allocation failed", key="error")
         now = time.time()
         if tech == "Local":
             exten, _, context = resource.partition("@")
@@ -218,6 +222,48 @@ class ChannelsSim(BridgesSim):
         self.channels[channel.id] = channel
         self._touch()
         return channel
+
+    def originate(
+        self,
+        endpoint: str,
+        app: str,
+        app_args: str | None,
+        channel_id: str | None,
+        originator: str | None,
+        variables: dict[str, str],
+        timeout: int,
+    ) -> Channel:
+        """``POST /channels/{id}`` with ``app``, as Asterisk 22 (res/ari/resource_channels.c,
+        main/dial.c; captured): the channel is dialed at once from its own thread, the app is
+        subscribed to it and sees its Dial progress (no caller), and it enters the app only
+        once answered: Dial ANSWER, then StasisStart. A far end that gives up sends the
+        dialer's status for its cause (ast_hangup_cause_to_dial_status) before
+        ChannelDestroyed; the timeout (-1: none) hangs it up with cause 19 and no status.
+        Not simulated: the events of a Local channel's ;2 half, to which the app is
+        subscribed too."""
+        if originator is not None:
+            source = self.channels.get(originator)
+            if source is None or source.gone:
+                raise SimError(400, "Provided originator channel was not found")
+        channel = self.create_channel(endpoint, app, app_args, channel_id, originator, variables)
+        channel.originated = True
+        channel.dial_started = True
+        self._dial_progress(channel, "")
+        if channel.tech == "Local":
+            self._dial_local(channel, 0, enter_stasis=False)
+        else:
+            self._start_ringing(channel, timeout=None)
+        if timeout > 0 and not channel.gone:
+            channel.dial_timer = self._later(
+                float(timeout), lambda: self._originate_timed_out(channel)
+            )
+        self._touch()
+        return channel
+
+    def _originate_timed_out(self, channel: Channel) -> None:
+        channel.dial_timer = None
+        if not channel.gone and channel.state != "Up":
+            self._hangup(channel, cause=19, soft=False)
 
     def snoop(
         self,
@@ -377,7 +423,9 @@ class ChannelsSim(BridgesSim):
         origin = channel.far
         behind_local = origin is not None and origin.tech == "Local" and origin.create_app
         if not behind_local:  # a Local channel's app sees no BUSY/NOANSWER status
-            self._dial_progress(channel, status)
+            self._dial_progress(
+                channel, dial_status_of_cause(cause) if channel.originated else status
+            )
         channel.far = None
         if origin is not None:
             origin.far = None
@@ -394,7 +442,10 @@ class ChannelsSim(BridgesSim):
 
     def _local_dial_failed(self, local: Channel, cause: int) -> None:
         """Seen on Asterisk 22: when the far end of an app-created Local channel gives up, the
-        Local channel (in Stasis, unanswered) is hung up; no BUSY/NOANSWER Dial status."""
+        Local channel (in Stasis, unanswered) is hung up; no BUSY/NOANSWER Dial status. An
+        originated one is not in Stasis: its dialer reports the status first."""
+        if local.originated and not local.gone:
+            self._dial_progress(local, dial_status_of_cause(cause))
         self._hangup(local, cause=cause, soft=False)
 
     # -- hangups ----------------------------------------------------------------------------

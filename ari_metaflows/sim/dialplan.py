@@ -113,12 +113,13 @@ class DialplanSim(ChannelsSim):
         channel.far = callee
         self._start_ringing(callee, timeout=action.timeout)
 
-    def _dial_local(self, channel: Channel, timeout: int) -> None:
+    def _dial_local(self, channel: Channel, timeout: int, *, enter_stasis: bool = True) -> None:
         """Seen on Asterisk 22: an app-created Local channel enters Stasis as soon as it is
         dialed (state Down), before its far end answers; the answer comes later as
-        ChannelStateChange Up + Dial ANSWER."""
-        channel.app = channel.create_app
-        self._channel_event(channel, "StasisStart", args=list(channel.create_args))
+        ChannelStateChange Up + Dial ANSWER. An originated one enters only once answered."""
+        if enter_stasis:
+            channel.app = channel.create_app
+            self._channel_event(channel, "StasisStart", args=list(channel.create_args))
         exten, _, context = channel.resource.partition("@")
         action = self.dialplan.lookup(context or "default", exten, 1)
         if isinstance(action, DialPhone):

@@ -33,6 +33,15 @@ CAUSE_TEXT = {
     127: "Interworking, unspecified",
 }
 
+
+def dial_status_of_cause(cause: int) -> str:
+    """The Dial status Asterisk's dialer gives a channel that hung up with ``cause``
+    (ast_hangup_cause_to_dial_status, main/dial.c): anything unnamed is NOANSWER."""
+    return {17: "BUSY", 34: "CONGESTION", 3: "CHANUNAVAIL", 20: "CHANUNAVAIL"}.get(
+        cause, "NOANSWER"
+    )
+
+
 # DELETE /channels/{id}?reason=… → cause
 HANGUP_REASONS = {
     "normal": 16,
@@ -156,6 +165,7 @@ class Channel:
     muted: set[str] = field(default_factory=set)  # "in", "out"
     playbacks: list[Playback] = field(default_factory=list)
     dial_started: bool = False
+    originated: bool = False  # POST /channels[/{id}]: dialed at once, in Stasis once answered
     dial_timer: asyncio.TimerHandle | None = None
     dial_caller: Channel | None = None
     gone: bool = False

@@ -108,7 +108,7 @@ class AriServer:
         try:
             return await handler(request)
         except SimError as exc:
-            return _error(exc.status, exc.message)
+            return _json({exc.key: exc.message}, exc.status)
         except web.HTTPNotFound:
             return _error(404, "Resource not found")
         except web.HTTPMethodNotAllowed:
@@ -260,6 +260,36 @@ class AriServer:
     ) -> web.Response:
         channel = self.core.create_channel(
             endpoint, app, appArgs, channelId, originator, variables or {}
+        )
+        return _json(self.core.snapshot(channel))
+
+    async def _op_channels_originateWithId(
+        self,
+        channelId: str,
+        endpoint: str,
+        extension: str | None = None,
+        context: str | None = None,
+        priority: int | None = None,
+        label: str | None = None,
+        app: str | None = None,
+        appArgs: str | None = None,
+        callerId: str | None = None,
+        timeout: int | None = None,
+        variables: dict[str, str] | None = None,
+        otherChannelId: str | None = None,
+        originator: str | None = None,
+        formats: str | None = None,
+    ) -> web.Response:
+        if not app:  # originating into the dialplan is not simulated: the app never does it
+            raise SimError(400, "Application or extension must be specified")
+        channel = self.core.originate(
+            endpoint,
+            app,
+            appArgs,
+            channelId,
+            originator,
+            variables or {},
+            30 if timeout is None else timeout,
         )
         return _json(self.core.snapshot(channel))
 

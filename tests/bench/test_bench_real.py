@@ -114,3 +114,18 @@ def test_the_callers_pcap_carries_rfc4733_star_nine(tmp_path: Path) -> None:
             events.append((rtp[12], bool(rtp[13] & 0x80)))
         offset += 16 + length
     assert [e for e, end in events if end] == [10, 10, 10, 9, 9, 9]  # '*' then '9', ends x3
+
+
+@pytest.mark.parametrize("no_media", [False, True])
+def test_no_media_leaves_the_audio_out(tmp_path: Path, no_media: bool) -> None:
+    from bench.real import SCENARIOS, RealBench, parser
+
+    args = parser().parse_args(["--no-media"] if no_media else [])
+    bench = RealBench(args, tmp_path, asterisk_pid=1)
+    for name in ("uac.xml", "uas.xml"):
+        assert "play_pcap_audio" in (SCENARIOS / name).read_text()
+        text = bench._scenario(name, media=tmp_path / "tone.pcap", hold_ms=500).read_text()
+        assert ("play_pcap_audio" in text) is not no_media
+        assert "__MEDIA__" not in text
+        assert "__HOLD__" not in text
+    assert args.rounds == 3

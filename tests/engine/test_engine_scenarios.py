@@ -14,6 +14,7 @@ from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim import KeyTiming
+from ari_metaflows.sim.dialplan import StasisApp
 from ari_metaflows.testing.scenario import Driver, SimDriver
 from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
@@ -25,6 +26,7 @@ from ..helpers.engine_service import (
     sim_only,
     start_service,
     stop_service,
+    wait_until,
 )
 
 # -- dial mode -------------------------------------------------------------------------------
@@ -36,9 +38,17 @@ async def test_dial_mode_bridges_both_legs_with_dtmf_events(service: Service) ->
         requests = service.driver.sim.core.requests
         bridges = [q for m, p, q in requests if m == "POST" and p == "/ari/bridges"]
         assert bridges == [{"type": "mixing,dtmf_events", "bridgeId": bridges[0]["bridgeId"]}]
-        creates = [q for m, p, q in requests if p == "/ari/channels/create"]
-        assert creates[0]["endpoint"] == "PJSIP/bob"
-        assert creates[0]["app"] == "metaflows"
+        # The callee is originated: one request, no create + dial (issue 20).
+        call = next(iter(service.engine.calls.values()))
+        callee_path = "/ari/channels/" + call.legs["callee"].channel_id
+        originates = [q for m, p, q in requests if m == "POST" and p == callee_path]
+        assert len(originates) == 1
+        assert originates[0]["endpoint"] == "PJSIP/bob"
+        assert originates[0]["app"] == "metaflows"
+        assert originates[0]["appArgs"] == f"callee,{call.id}"
+        assert originates[0]["originator"] == call.legs["caller"].channel_id
+        assert int(originates[0]["timeout"]) > call.ring_timeout  # ours decides, not Asterisk's
+        assert not [p for _, p, _ in requests if p == "/ari/channels/create" or "/dial" in p]
     await alice.hangup()
     await bob.wait_idle()
     await service.wait_no_calls()
@@ -79,6 +89,24 @@ async def test_ring_timeout_gives_noanswer(service: Service) -> None:
     assert channel is not None
     assert channel.variables["METAFLOWS_DIALSTATUS"] == "NOANSWER"
     assert bob.phone.channel is None
+
+
+async def test_an_unknown_number_gives_chanunavail_as_dial_would(service: Service) -> None:
+    """Asterisk's dialer says NOANSWER for any cause it has no name for; Dial() and the app
+    say CHANUNAVAIL for an unknown number (cause 1), read from ChannelDestroyed."""
+    driver = sim_only(service.driver)
+    alice = driver.add_phone("alice")
+    args = ("dial", "Local/nobody@nowhere/n")
+    driver.sim.core.dialplan.add("metaflows-test", "nobody", StasisApp(driver.app, args))
+    alice.phone.call("nobody", "metaflows-test")
+    await driver.sim.core.wait_for(lambda: alice.phone.channel is not None)
+    channel = alice.phone.channel
+    await alice.wait_idle(timeout=5)
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "CHANUNAVAIL"
+    statuses = [e.get("dialstatus") for e in driver.sim.core.event_log if e.get("type") == "Dial"]
+    assert "NOANSWER" in statuses  # what the dialer said, and the app did not take
+    await service.wait_no_calls()
 
 
 async def test_caller_hanging_up_while_ringing_stops_the_callee(service: Service) -> None:
@@ -344,11 +372,31 @@ async def test_calls_survive_a_service_restart_and_are_adopted(
 
 
 async def test_dial_refused_right_after_create_is_retried(service: Service) -> None:
-    """Seen on Asterisk 22: 409 "not in Stasis" for a dial just after the create."""
+    """Seen on Asterisk 22: 409 "not in Stasis" for a dial just after the create. The dial-mode
+    callee is originated; an attended transfer still creates and dials its target."""
     driver = sim_only(service.driver)
-    driver.sim.core.dial_refusals = 2
+    await service.document(
+        Owner.account(ACCOUNT),
+        numbers={
+            "4": {"module": "transfer", "data": {"target": "1234", "transfer_type": "attended"}}
+        },
+    )
     alice, bob = await connected_call(service)
-    dials = [p for m, p, _ in driver.sim.core.requests if p.endswith("/dial")]
-    assert len(dials) == 3
-    await alice.hangup()
-    await bob.wait_idle()
+    driver.add_phone("1234")
+    driver.sim.core.dial_refusals = 2
+    await alice.press("*4", FAST)
+    await alice.wait_hears("ringing")  # played before the target is dialed
+
+    def dials() -> int:
+        return len([p for _, p, _ in driver.sim.core.requests if p.endswith("/dial")])
+
+    await wait_until(lambda: dials() >= 3)
+    await driver.sim.core.wait_for(
+        lambda: any(
+            c.name.startswith("Local/1234@") and c.dial_started
+            for c in driver.sim.core.channels.values()
+        )
+    )
+    assert dials() == 3
+    await bob.hangup()  # the held party leaves: the transfer and the call end
+    await service.wait_no_calls()

@@ -191,7 +191,7 @@ async def impatient(service: Service, request_timeout: float) -> None:
 @pytest.mark.parametrize(
     "stalled",
     [
-        "/ari/channels/create",  # creating the callee
+        "/ari/channels/mf-[^/]+",  # originating the callee
         "/ari/channels/[^/]+/answer",  # answering the caller once the callee answered
         "/ari/bridges",  # creating the call's bridge
         "/ari/bridges/[^/]+/addChannel",  # putting both legs in it
@@ -210,7 +210,7 @@ async def test_asterisk_too_slow_while_setting_up_sends_the_caller_on(
     bob = driver.add_phone("bob")
     await driver.call(alice, bob)
     channel = alice.phone.channel
-    if stalled != "/ari/channels/create":
+    if stalled != "/ari/channels/mf-[^/]+":
         await bob.answer()
     await alice.wait_idle(timeout=5)
     assert channel is not None
@@ -241,3 +241,45 @@ async def test_owner_variables_unreadable_the_call_still_connects(service: Servi
     await alice.hangup()
     await bob.wait_idle()
     await service.wait_no_calls()
+
+
+async def test_an_originate_given_up_on_but_carried_out_rings_nobody(service: Service) -> None:
+    """Asterisk may still carry out an originate whose answer came too late for us (while the
+    caller is still there): the channel is hung up at its first event, not left ringing a
+    phone until Asterisk's own timeout; one that never shows up is hung up once more later."""
+    driver = sim_only(service.driver)
+    # A phone that answers within 0.2 s without a 180: the channel's only event before its
+    # answer is its Dial, which names it "peer".
+    driver.sim.core.add_phone("bob", on_call="answer", answer_after=0.2, ring_first=False)
+    gateway = service.engine.gateway_or_raise()
+    service.engine.hangup_when_seen("mf-late")
+    await gateway.originate("PJSIP/bob", app_args="callee,ended", channel_id="mf-late")
+    core = driver.sim.core
+    # Long before the later hangup (2 x the 5 s request timeout): at that first event.
+    await core.wait_for(lambda: not core.channels, timeout=1)
+    await asyncio.sleep(0.3)
+    answered = [e for e in core.event_log if e["type"] == "Dial" and e["dialstatus"] == "ANSWER"]
+    assert not answered
+    await service.wait_no_calls()
+
+
+async def test_an_originate_timed_out_is_hung_up_again_later(service: Service) -> None:
+    driver = sim_only(service.driver)
+    await impatient(service, request_timeout=0.3)
+    core = driver.sim.core
+    core.stalls["POST", "/ari/channels/mf-[^/]+"] = 0.5
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    await alice.wait_idle(timeout=5)
+    originated = [
+        p for m, p, _ in core.requests if m == "POST" and p.startswith("/ari/channels/mf-")
+    ]
+    assert len(originated) == 1
+
+    def hangups() -> int:
+        return len([p for m, p, _ in core.requests if m == "DELETE" and p == originated[0]])
+
+    # Once when the call failed, once when Asterisk has surely handled the originate.
+    await wait_until(lambda: hangups() == 2, timeout=3)
+    await bob.wait_idle()

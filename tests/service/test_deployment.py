@@ -183,3 +183,21 @@ def test_the_journal_directory_is_a_volume() -> None:
     assert data_dir is not None
     volumes = compose()["services"]["metaflows"]["volumes"]
     assert any(v.endswith(":" + data_dir.group(1)) for v in volumes)
+
+
+# ARI event names of the Stasis message types stasis.conf may decline (main/stasis_channels.c).
+_ARI_EVENT_OF_MESSAGE_TYPE = {"ast_channel_varset_type": "ChannelVarset"}
+
+
+def test_declined_message_types_are_events_the_service_never_asks_for() -> None:
+    """stasis.conf declines messages to save Asterisk's CPU: never one the app listens to."""
+    from ari_metaflows.calls.engine import CORE_EVENTS
+    from ari_metaflows.features import build_registry
+
+    declined = values(asterisk_conf("stasis.conf")["declined_message_types"], "decline")
+    assert declined, "stasis.conf declines nothing"
+    unknown = set(declined) - set(_ARI_EVENT_OF_MESSAGE_TYPE)
+    assert not unknown, f"say which ARI event these are: {unknown}"
+    wanted = CORE_EVENTS | set(build_registry().by_event)
+    for message_type in declined:
+        assert _ARI_EVENT_OF_MESSAGE_TYPE[message_type] not in wanted, message_type

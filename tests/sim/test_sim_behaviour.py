@@ -129,13 +129,6 @@ async def test_dial_failures(
     assert "StasisStart" not in ari.types(callee["id"])
 
 
-async def test_unknown_endpoint_cannot_be_created(ari: RawAri) -> None:
-    status, _ = await ari.request(
-        "POST", "/channels/create", endpoint="PJSIP/nobody", app="metaflows"
-    )
-    assert status == 400
-
-
 async def test_ringing_then_answer_then_stasis_start(
     sim: SimulatedAsteriskServer, ari: RawAri
 ) -> None:
@@ -166,6 +159,101 @@ async def test_app_cancelling_a_ringing_channel(sim: SimulatedAsteriskServer, ar
     await ari.wait_event("Dial", lambda e: e["dialstatus"] == "CANCEL")
     await ari.wait_event("ChannelDestroyed")
     assert bob.hears().kind == "idle"
+
+
+# -- originate (POST /channels/{id} with app; captured on Asterisk 22.10.1) -----------------
+
+
+async def test_an_originated_channel_enters_the_app_once_answered(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    bob = sim.add_phone("bob")
+    status, callee = await ari.request(
+        "POST", "/channels/mf-1", endpoint="PJSIP/bob", app="metaflows", appArgs="callee,c1"
+    )
+    assert status == 200
+    assert (callee["id"], callee["state"]) == ("mf-1", "Down")
+    await bob.wait_ringing()
+    assert "StasisStart" not in ari.types("mf-1")  # subscribed, not in Stasis yet
+    await bob.answer()
+    start = await ari.wait_event("StasisStart")
+    assert (start["args"], start["channel"]["state"]) == (["callee", "c1"], "Up")
+    dials = [e for e in ari.events if e["type"] == "Dial"]
+    assert [e["dialstatus"] for e in dials] == ["", "RINGING", "ANSWER"]
+    assert not any("caller" in e for e in dials)  # the dialer has no calling channel
+    kinds = ari.types("mf-1")
+    assert kinds.index("StasisStart") > kinds.index("Dial")  # Dial ANSWER first
+    status, _ = await ari.request("POST", "/channels/mf-1", endpoint="PJSIP/bob", app="metaflows")
+    assert status == 409  # the id is taken
+
+
+@pytest.mark.parametrize(
+    ("setup", "status", "cause"),
+    [({"on_call": "busy"}, "BUSY", 17), ({"online": False}, "CHANUNAVAIL", 20)],
+)
+async def test_an_originated_channel_that_fails(
+    sim: SimulatedAsteriskServer, ari: RawAri, setup: dict[str, Any], status: str, cause: int
+) -> None:
+    sim.core.add_phone("bob", **setup)
+    await ari.request("POST", "/channels/mf-2", endpoint="PJSIP/bob", app="metaflows")
+    dial = await ari.wait_event("Dial", lambda e: e["dialstatus"] == status)
+    destroyed = await ari.wait_event("ChannelDestroyed")
+    assert (dial["peer"]["id"], destroyed["cause"]) == ("mf-2", cause)
+    assert "StasisStart" not in ari.types("mf-2")
+
+
+async def test_an_originate_timeout_ends_the_channel_without_a_status(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    bob = sim.add_phone("bob")
+    await ari.request("POST", "/channels/mf-3", endpoint="PJSIP/bob", app="metaflows", timeout=1)
+    await bob.wait_ringing()
+    destroyed = await ari.wait_event("ChannelDestroyed", timeout=3)
+    assert destroyed["cause"] == 19
+    assert [e["dialstatus"] for e in ari.events if e["type"] == "Dial"] == ["", "RINGING"]
+    assert bob.hears().kind == "idle"
+
+
+async def test_an_originated_local_channel_to_an_unknown_number(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    """The dialer names what it has no name for NOANSWER; the cause says more."""
+    await ari.request("POST", "/channels/mf-4", endpoint="Local/nobody@nowhere/n", app="metaflows")
+    dial = await ari.wait_event("Dial", lambda e: e["dialstatus"] != "")
+    destroyed = await ari.wait_event("ChannelDestroyed")
+    assert (dial["dialstatus"], destroyed["cause"]) == ("NOANSWER", 1)
+    assert "StasisStart" not in ari.types("mf-4")
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"endpoint": "PJSIP/bob"}, "Application or extension must be specified"),
+        (
+            {"endpoint": "PJSIP/bob", "app": "metaflows", "originator": "nobody"},
+            "Provided originator channel was not found",
+        ),
+    ],
+)
+async def test_an_originate_refused(
+    sim: SimulatedAsteriskServer, ari: RawAri, params: dict[str, str], message: str
+) -> None:
+    sim.add_phone("bob")
+    status, body = await ari.request("POST", "/channels/mf-5", **params)
+    assert (status, body) == (400, {"message": message})
+    assert not sim.core.channels
+
+
+@pytest.mark.parametrize("endpoint", ["PJSIP/nobody", "Bogus/bob", "PJSIP/"])
+@pytest.mark.parametrize("path", ["/channels/mf-6", "/channels/create"])
+async def test_an_endpoint_asterisk_cannot_request(
+    sim: SimulatedAsteriskServer, ari: RawAri, endpoint: str, path: str
+) -> None:
+    """As Asterisk 22.10.1 answers both, worded as it words them."""
+    sim.add_phone("bob")
+    status, body = await ari.request("POST", path, endpoint=endpoint, app="metaflows")
+    assert (status, body) == (500, {"error": "Allocation failed"})
+    assert not sim.core.channels
 
 
 # -- DTMF ------------------------------------------------------------------------------------
