@@ -50,6 +50,7 @@ MEDIA_PORT = 40000  # the caller's first RTP port; the callee's is 100 higher (-
 SCENARIOS = Path(__file__).parent / "sipp"
 TARGETS = {"with_recording": 1.2, "without_code": 1.15, "service_share": 0.10}
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+QUIET_SHARE = 0.05  # of a CPU: Asterisk is idle below it (it uses ~1 % with no call)
 
 
 class Skip(Exception):
@@ -230,6 +231,7 @@ class RealBench:
         uac = self._scenario("uac.xml", media=media, hold_ms=int(self.args.hold * 1000))
         engine = self.service.engine
         await asyncio.sleep(1.0)  # let the previous phase's hangups settle
+        await self.asterisk_quiet()
         asterisk0, service0, wall0 = (
             cpu_seconds(self.asterisk_pid),
             time.process_time(),
@@ -256,18 +258,40 @@ class RealBench:
         with contextlib.suppress(AssertionError):  # reported by the figures, not raised
             await eventually(lambda: not engine.calls, timeout=10, interval=0.05, what="no calls")
         await asyncio.sleep(0.5)  # Asterisk tears the last channels down
+        settled = await self.asterisk_quiet()
         if self.profile is not None:
             self.profile.disable()
         phase.wall_s += time.time() - wall0
-        phase.asterisk_s += cpu_seconds(self.asterisk_pid) - asterisk0
-        phase.service_s += time.process_time() - service0
+        asterisk_s = cpu_seconds(self.asterisk_pid) - asterisk0
+        service_s = time.process_time() - service0
+        phase.asterisk_s += asterisk_s
+        phase.service_s += service_s
         phase.events += metrics.ari_events - events0
         phase.requests += gateway.requests - requests0
         phase.calls += calls
         phase.ok_calls += calls if status == 0 else self._successful(phase)
         if status != 0:
             self.problems.append(f"{phase.label}: sipp exit status {status}")
-        print(f"  {phase.label:<24} ({phase.calls} calls so far) done", flush=True)
+        print(
+            f"  {phase.label:<24} ({phase.calls} calls so far) done: this round "
+            f"{1000 * asterisk_s / calls:.1f} + {1000 * service_s / calls:.1f} ms per call "
+            f"(Asterisk + service; Asterisk idle {settled:.1f} s after)",
+            flush=True,
+        )
+
+    async def asterisk_quiet(self, *, window: float = 0.5, timeout: float = 20.0) -> float:
+        """Wait until Asterisk has caught up (under 5 % of a CPU for ``window`` s; idle it uses
+        ~1 %): work a phase left queued (its CDRs, its hangups) is counted in that phase, not
+        in the next one. The seconds waited."""
+        started = time.monotonic()
+        before = cpu_seconds(self.asterisk_pid)
+        while time.monotonic() - started < timeout:
+            await asyncio.sleep(window)
+            now = cpu_seconds(self.asterisk_pid)
+            if now - before < QUIET_SHARE * window:
+                break
+            before = now
+        return time.monotonic() - started
 
     def _stats(self, phase: Phase) -> Path:
         return self.workdir / f"uac-{phase.path}-{'record' if phase.code else 'none'}.csv"

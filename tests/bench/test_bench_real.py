@@ -129,3 +129,22 @@ def test_no_media_leaves_the_audio_out(tmp_path: Path, no_media: bool) -> None:
         assert "__MEDIA__" not in text
         assert "__HOLD__" not in text
     assert args.rounds == 3
+
+
+async def test_a_phase_ends_only_once_asterisk_is_idle_again(tmp_path: Path) -> None:
+    """Work a phase leaves queued in Asterisk is counted in it: the bench waits for the
+    process to go idle (here a real busy process never does, so the wait is bounded)."""
+    import asyncio
+
+    from bench.real import RealBench, parser
+
+    busy = await asyncio.create_subprocess_exec(sys.executable, "-c", "while True: pass")
+    try:
+        bench = RealBench(parser().parse_args([]), tmp_path, asterisk_pid=busy.pid)
+        waited = await bench.asterisk_quiet(window=0.1, timeout=0.5)
+        assert waited >= 0.5
+        idle = RealBench(parser().parse_args([]), tmp_path, asterisk_pid=os.getpid())
+        assert await idle.asterisk_quiet(window=0.1, timeout=5) < 1.0
+    finally:
+        busy.kill()
+        await busy.wait()
