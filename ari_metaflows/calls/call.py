@@ -318,13 +318,15 @@ class Call:
         except AriError as exc:
             logger.info("call %s: cannot dial %s: %s", self.id, self.dialstring, exc.message)
             self.legs[CALLEE].gone = True
+            if exc.status >= 500 and "Allocation failed" not in exc.message:
+                self.engine.hangup_when_seen(callee_id)  # a proxy's 502: it may be ringing
             await self._fail("CHANUNAVAIL")
             return
         except AriUnavailable as exc:
             # Asterisk overloaded or unreachable: the caller must not stay stranded in Stasis.
             logger.warning("call %s: cannot dial %s: %s", self.id, self.dialstring, exc)
-            await self._fail("CONGESTION")
             self.engine.hangup_when_seen(callee_id)  # the originate may complete yet
+            await self._fail("CONGESTION")
             return
         self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
         if caller.state != "Up":
@@ -446,6 +448,21 @@ class Call:
             return
         self.phase = CONNECTED
         logger.info("call %s: connected (%s ↔ %s)", self.id, caller.name, callee.name)
+
+    async def _forwarded(self, forwarded: dict[str, Any]) -> None:
+        """The callee answered with a forward (302), which Asterisk's dialer follows with a new
+        channel we did not ask for: not followed, as before with create + dial (the new
+        channel is hung up and the caller goes on with CHANUNAVAIL; docs/decisions.md)."""
+        logger.info(
+            "call %s: %s forwards to %s; not followed",
+            self.id,
+            self.dialstring,
+            forwarded.get("name"),
+        )
+        gateway = self.engine.gateway_or_raise()
+        await self.safely(gateway.hangup(str(forwarded["id"])))
+        self.legs[CALLEE].gone = True
+        await self._fail("CHANUNAVAIL")
 
     async def _fail(self, status: str) -> None:
         """The callee failed: the caller goes on in the dialplan, as after Dial()."""
@@ -733,7 +750,10 @@ class Call:
             peer = event.get("peer") or {}
             if self._role_of(peer.get("id")) == CALLEE:
                 status = event.get("dialstatus")
-                if status == "ANSWER":
+                forwarded = event.get("forwarded")
+                if isinstance(forwarded, dict) and forwarded.get("id") and self.phase is DIALING:
+                    await self._forwarded(forwarded)
+                elif status == "ANSWER":
                     self.legs[CALLEE].answered = True
                     await self._answered(peer)
                 elif status in FAILED_DIAL and status != "NOANSWER" and self.phase is DIALING:

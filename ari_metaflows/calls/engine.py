@@ -136,11 +136,7 @@ class CallEngine:
             return
         if kind == "ChannelDtmfReceived":
             metrics.dtmf_events += 1
-        call = self._call_for(event)
-        if call is not None:
-            call.submit(event)
-            return
-        if self._doomed:
+        if self._doomed:  # before its (ending) call sees it
             for key in ("channel", "peer"):  # its first event may be its Dial
                 item = event.get(key)
                 channel_id = item.get("id") if isinstance(item, dict) else None
@@ -148,6 +144,10 @@ class CallEngine:
                     self._doomed.discard(channel_id)
                     self._detached(self._hangup(channel_id))
                     return
+        call = self._call_for(event)
+        if call is not None:
+            call.submit(event)
+            return
         if kind == "StasisStart":
             self._stasis_start(event)
 
@@ -242,9 +242,8 @@ class CallEngine:
 
         async def hangup() -> None:
             await asyncio.sleep(2 * gateway.timeouts.request)
-            if channel_id in self._doomed:
-                self._doomed.discard(channel_id)
-                await self._hangup(channel_id)
+            self._doomed.discard(channel_id)
+            await self._hangup(channel_id)  # again even if seen: that hangup may have failed
 
         self._detached(hangup())
 
@@ -324,7 +323,7 @@ class CallEngine:
             for role, leg in call.legs.items():
                 if leg.party and not leg.gone and leg.channel_id not in live:
                     call.submit(LegGone(role))
-        unknown = live - set(self._by_channel)
+        unknown = self._unknown(live)
         if not unknown:
             if self.adopt_lone is not None:
                 await self.adopt_lone([])
@@ -338,6 +337,7 @@ class CallEngine:
                 unknown -= set(members)
             elif len(bridge.get("channels", [])) == 1:
                 bridge_of.update((m, bridge["id"]) for m in members)
+        unknown = self._unknown(unknown)  # the far halves of the callees just adopted
         if self.adopt_lone is not None:
             lone = [(channels[c], bridge_of.get(c)) for c in sorted(unknown) if c in channels]
             unknown -= await self.adopt_lone(lone)
@@ -348,6 +348,15 @@ class CallEngine:
                     channels[channel_id].get("name"),
                 )
                 await self._hangup(channel_id)
+
+    def _unknown(self, channel_ids: set[str]) -> set[str]:
+        """The channels no call knows. An originated Local callee's far half ("<id>;2") is
+        in the app too (Asterisk subscribes it), yet belongs to the call of its ";1"."""
+        return {
+            c
+            for c in channel_ids
+            if c not in self._by_channel and not (c.endswith(";2") and c[:-2] in self._by_channel)
+        }
 
     def _adopt(self, bridge_id: str, snapshots: list[dict[str, Any]]) -> None:
         """Two of our channels bridged together: a call that survived our restart."""

@@ -29,8 +29,9 @@ class ChannelsSim(BridgesSim):
         """Run the dialplan from ``context,exten,priority`` on ``channel``."""
         raise NotImplementedError
 
-    def _dial_local(self, channel: Channel, timeout: int, *, enter_stasis: bool = True) -> None:
-        """An app-created Local channel is dialed: its far end runs the dialplan."""
+    def _dial_local(self, channel: Channel, timeout: int, *, enter_stasis: bool = True) -> bool:
+        """An app-created Local channel is dialed: its far end runs the dialplan (False: no
+        such extension, and the channel is hung up)."""
         raise NotImplementedError
 
     # -- phones and inbound calls (the test's side) ------------------------------------------
@@ -46,6 +47,7 @@ class ChannelsSim(BridgesSim):
         answer_after: float = 0.0,
         online: bool = True,
         ring_first: bool = True,
+        forward_to: str | None = None,
     ) -> Phone:
         phone = Phone(
             name=name,
@@ -56,6 +58,7 @@ class ChannelsSim(BridgesSim):
             answer_after=answer_after,
             online=online,
             ring_first=ring_first,
+            forward_to=forward_to,
         )
         self.phones[name] = phone
         return phone
@@ -238,9 +241,9 @@ class ChannelsSim(BridgesSim):
         subscribed to it and sees its Dial progress (no caller), and it enters the app only
         once answered: Dial ANSWER, then StasisStart. A far end that gives up sends the
         dialer's status for its cause (ast_hangup_cause_to_dial_status) before
-        ChannelDestroyed; the timeout (-1: none) hangs it up with cause 19 and no status.
-        Not simulated: the events of a Local channel's ;2 half, to which the app is
-        subscribed too."""
+        ChannelDestroyed; the timeout (-1: none, 0: 30 s) hangs it up with cause 19 and no
+        status. A Local channel's far half, to which the app is subscribed too, is the phone
+        channel it rings, under the id Asterisk gives the ";2" half (``<id>;2``)."""
         if originator is not None:
             source = self.channels.get(originator)
             if source is None or source.gone:
@@ -248,14 +251,16 @@ class ChannelsSim(BridgesSim):
         channel = self.create_channel(endpoint, app, app_args, channel_id, originator, variables)
         channel.originated = True
         channel.dial_started = True
-        self._dial_progress(channel, "")
         if channel.tech == "Local":
-            self._dial_local(channel, 0, enter_stasis=False)
+            if self._dial_local(channel, 0, enter_stasis=False):
+                self._dial_progress(channel, "")
         else:
+            self._dial_progress(channel, "")
             self._start_ringing(channel, timeout=None)
-        if timeout > 0 and not channel.gone:
+        limit = 30 if timeout == 0 else timeout
+        if limit > 0 and not channel.gone:
             channel.dial_timer = self._later(
-                float(timeout), lambda: self._originate_timed_out(channel)
+                float(limit), lambda: self._originate_timed_out(channel)
             )
         self._touch()
         return channel
@@ -343,6 +348,10 @@ class ChannelsSim(BridgesSim):
         if phone.on_call == "busy":
             self._later(phone.answer_after, lambda: self._dial_failed(channel, "BUSY", 17))
             return
+        target = self.phones.get(phone.forward_to or "")
+        if channel.originated and target is not None:
+            self._later(0.001, lambda: self._forwarded(channel, target))
+            return
 
         def ring() -> None:
             if channel.gone:
@@ -365,6 +374,29 @@ class ChannelsSim(BridgesSim):
             channel.dial_timer = self._later(
                 timeout, lambda: self._dial_failed(channel, "NOANSWER", 19)
             )
+
+    def _forwarded(self, channel: Channel, target: Phone) -> None:
+        """Asterisk's dialer follows a 302 (main/dial.c handle_call_forward): a new channel
+        rings the target, with the same app and arguments once answered; the app, subscribed
+        to the original only, gets ``Dial CANCEL`` naming the new one ``forwarded``, and the
+        original is hung up."""
+        if channel.gone:
+            return
+        new = self._phone_channel(target, "Down")
+        new.create_app, new.create_args = channel.create_app, list(channel.create_args)
+        new.originated = new.dial_started = True
+        new.caller = CallerId(channel.caller.name, channel.caller.number)
+        self._emit(
+            channel.apps,
+            "Dial",
+            peer=self.snapshot(channel),
+            forwarded=self.snapshot(new),
+            forward=f"PJSIP/{target.name}",
+            dialstring=channel.resource,
+            dialstatus="CANCEL",
+        )
+        self._hangup(channel, cause=16, soft=False)
+        self._start_ringing(new, timeout=None)
 
     def _answer_if_ringing(self, channel: Channel) -> None:
         if not channel.gone and channel.state == "Ringing":

@@ -113,10 +113,12 @@ class DialplanSim(ChannelsSim):
         channel.far = callee
         self._start_ringing(callee, timeout=action.timeout)
 
-    def _dial_local(self, channel: Channel, timeout: int, *, enter_stasis: bool = True) -> None:
+    def _dial_local(self, channel: Channel, timeout: int, *, enter_stasis: bool = True) -> bool:
         """Seen on Asterisk 22: an app-created Local channel enters Stasis as soon as it is
         dialed (state Down), before its far end answers; the answer comes later as
-        ChannelStateChange Up + Dial ANSWER. An originated one enters only once answered."""
+        ChannelStateChange Up + Dial ANSWER. An originated one enters only once answered, and
+        to an extension that does not exist its dialer cannot even call it: it is hung up
+        (cause 1) with no Dial event at all (main/dial.c begin_dial_channel). False then."""
         if enter_stasis:
             channel.app = channel.create_app
             self._channel_event(channel, "StasisStart", args=list(channel.create_args))
@@ -126,20 +128,30 @@ class DialplanSim(ChannelsSim):
             phone = self.phones.get(action.phone)
             if phone is None or not phone.online:
                 self._later(0.001, lambda: self._local_dial_failed(channel, 20))
-                return
+                return True
             hidden = self._phone_channel(phone, "Down")
+            if not enter_stasis:  # originated: the app is subscribed to the far half too,
+                # which Asterisk names "<id>;2" (main/core_unreal.c)
+                del self.channels[hidden.id]
+                hidden.id = f"{channel.id};2"
+                self.channels[hidden.id] = hidden
+                hidden.subscribers.update(channel.subscribers)
             hidden.caller = CallerId(channel.caller.name, channel.caller.number)
             hidden.far = channel
             hidden.dial_caller = channel
             channel.far = hidden
             limit = float(timeout) if timeout else action.timeout
             self._start_ringing(hidden, timeout=limit)
-            return
+            return True
         if isinstance(action, Application):
             self._later(0.001, lambda: self._answered(channel))
-            return
+            return True
+        if action is None and not enter_stasis:
+            self._later(0.001, lambda: self._hangup(channel, cause=1, soft=False))
+            return False
         cause = 1 if action is None else 16
         self._later(0.001, lambda: self._local_dial_failed(channel, cause))
+        return True
 
     def continue_in_dialplan(
         self, channel: Channel, context: str | None, exten: str | None, priority: int | None

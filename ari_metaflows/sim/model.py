@@ -121,6 +121,7 @@ class Phone:
     on_call: str = "manual"
     answer_after: float = 0.0
     ring_first: bool = True  # False: answers without a 180 (as sipp's UAS does)
+    forward_to: str | None = None  # answers 302 to this phone (followed by Asterisk's dialer)
     channels: list[Channel] = field(default_factory=list)
     heard_dtmf: list[str] = field(default_factory=list)
     heard_media: list[HeardMedia] = field(default_factory=list)  # playbacks, as they ended

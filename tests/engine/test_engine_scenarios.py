@@ -14,7 +14,8 @@ from ari_metaflows.backoff import Backoff
 from ari_metaflows.db.database import Database
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.sim import KeyTiming
-from ari_metaflows.sim.dialplan import StasisApp
+from ari_metaflows.sim.dialplan import DialPhone, StasisApp
+from ari_metaflows.testing.eventually import eventually
 from ari_metaflows.testing.scenario import Driver, SimDriver
 from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
@@ -91,9 +92,45 @@ async def test_ring_timeout_gives_noanswer(service: Service) -> None:
     assert bob.phone.channel is None
 
 
-async def test_an_unknown_number_gives_chanunavail_as_dial_would(service: Service) -> None:
-    """Asterisk's dialer says NOANSWER for any cause it has no name for; Dial() and the app
-    say CHANUNAVAIL for an unknown number (cause 1), read from ChannelDestroyed."""
+async def test_a_rejection_gives_chanunavail_as_dial_would(service: Service) -> None:
+    """Asterisk's dialer says NOANSWER for any cause it has no name for (here 21, call
+    rejected); Dial() and the app say CHANUNAVAIL, read from the callee's ChannelDestroyed."""
+    driver = sim_only(service.driver)
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    channel = alice.phone.channel
+    await bob.phone.wait_ringing()
+    driver.sim.core.phone_rejects(bob.phone.phone, cause=21)
+    await alice.wait_idle(timeout=5)
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "CHANUNAVAIL"
+    statuses = [e.get("dialstatus") for e in driver.sim.core.event_log if e.get("type") == "Dial"]
+    assert "NOANSWER" in statuses  # what the dialer said, and the app did not take
+    await service.wait_no_calls()
+
+
+async def test_a_forward_is_not_followed_and_rings_nobody(service: Service) -> None:
+    """Asterisk's dialer follows a callee's 302 with a channel the app never asked for: it is
+    hung up, and the caller goes on with CHANUNAVAIL, as before originating."""
+    driver = sim_only(service.driver)
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    driver.sim.core.phones["bob"].forward_to = "carol"
+    carol = driver.add_phone("carol")
+    await driver.call(alice, bob)
+    channel = alice.phone.channel
+    await alice.wait_idle(timeout=5)
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "CHANUNAVAIL"
+    await carol.wait_idle(timeout=2)
+    forwarded = [e for e in driver.sim.core.event_log if e.get("forwarded")]
+    assert len(forwarded) == 1
+    assert forwarded[0]["forwarded"]["id"] not in driver.sim.core.channels
+    await service.wait_no_calls()
+
+
+async def test_an_unknown_number_gives_chanunavail(service: Service) -> None:
     driver = sim_only(service.driver)
     alice = driver.add_phone("alice")
     args = ("dial", "Local/nobody@nowhere/n")
@@ -104,8 +141,6 @@ async def test_an_unknown_number_gives_chanunavail_as_dial_would(service: Servic
     await alice.wait_idle(timeout=5)
     assert channel is not None
     assert channel.variables["METAFLOWS_DIALSTATUS"] == "CHANUNAVAIL"
-    statuses = [e.get("dialstatus") for e in driver.sim.core.event_log if e.get("type") == "Dial"]
-    assert "NOANSWER" in statuses  # what the dialer said, and the app did not take
     await service.wait_no_calls()
 
 
@@ -302,6 +337,73 @@ async def test_a_call_that_ended_during_the_gap_is_cleaned_up(service: Service) 
     await service.wait_no_calls()
     await alice.wait_idle()  # the engine hung up the orphaned caller
     assert not driver.sim.core.bridges
+
+
+async def local_callee_call(service: Service) -> tuple[Any, Any, str]:
+    """alice calls bob through a Local channel (``Local/bob@phones/n``), as a dialplan that
+    routes through a context would; connected. The callee's far half's id."""
+    driver = sim_only(service.driver)
+    await service.document(
+        Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
+    )
+    alice = driver.add_phone("alice", PhoneOwner(account=ACCOUNT, user="u-alice"))
+    bob = driver.add_phone("bob")
+    core = driver.sim.core
+    core.dialplan.add("phones", "bob", DialPhone("bob"))
+    core.dialplan.add(
+        "metaflows-test", "viabob", StasisApp(driver.app, ("dial", "Local/bob@phones/n"))
+    )
+    alice.phone.call("viabob", "metaflows-test")
+    await bob.answer()
+    await alice.wait_hears("party", "bob")
+    call = await eventually(
+        lambda: next(iter(service.engine.calls.values()), None),
+        lambda c: c is not None and c.phase.value == "connected",
+        what="a connected call",
+    )
+    assert call is not None
+    far = call.legs["callee"].channel_id + ";2"
+    assert far in core.application_json(driver.app)["channel_ids"]  # subscribed, as Asterisk does
+    return alice, bob, far
+
+
+async def test_a_local_callees_far_half_survives_a_resync(service: Service) -> None:
+    """Asterisk subscribes the app to an originated Local channel's ";2" half: a resync must
+    not take it for an orphan and hang it up (which would end the call)."""
+    driver = sim_only(service.driver)
+    alice, bob, far = await local_callee_call(service)
+    await driver.sim.drop_websockets()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.ari.connected.wait(), 5)
+    await alice.press("*9", FAST)
+    await service.wait_matches(1)
+    await bob.wait_hears("playback", "sound:beep")
+    assert far in driver.sim.core.channels
+    hangups = [p for m, p, _ in driver.sim.core.requests if m == "DELETE"]
+    assert not hangups
+    await alice.hangup()
+    await bob.wait_idle()
+
+
+async def test_a_local_callee_call_is_adopted_after_a_service_restart(
+    driver: Driver, database_url: str, db: Database, tmp_path: Path
+) -> None:
+    sim = sim_only(driver)
+    journal = tmp_path / "journal.jsonl"
+    first = await start_service(driver, database_url, db, journal)
+    alice, bob, far = await local_callee_call(first)
+    await stop_service(first)
+    second = await start_service(driver, database_url, db, journal)
+    try:
+        assert len(second.engine.calls) == 1
+        await alice.press("*9", FAST)
+        await second.wait_matches(1)
+        await bob.wait_hears("playback", "sound:beep")
+        assert far in sim.sim.core.channels
+        await alice.hangup()
+        await bob.wait_idle()
+    finally:
+        await stop_service(second)
 
 
 async def test_asterisk_restart_drops_every_call(service: Service) -> None:

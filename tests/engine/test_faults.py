@@ -281,5 +281,5 @@ async def test_an_originate_timed_out_is_hung_up_again_later(service: Service) -
         return len([p for m, p, _ in core.requests if m == "DELETE" and p == originated[0]])
 
     # Once when the call failed, once when Asterisk has surely handled the originate.
-    await wait_until(lambda: hangups() == 2, timeout=3)
+    await wait_until(lambda: hangups() >= 2, timeout=3)
     await bob.wait_idle()

@@ -217,12 +217,59 @@ async def test_an_originate_timeout_ends_the_channel_without_a_status(
 async def test_an_originated_local_channel_to_an_unknown_number(
     sim: SimulatedAsteriskServer, ari: RawAri
 ) -> None:
-    """The dialer names what it has no name for NOANSWER; the cause says more."""
+    """Its dialer cannot even call it (main/dial.c begin_dial_channel): no Dial event."""
     await ari.request("POST", "/channels/mf-4", endpoint="Local/nobody@nowhere/n", app="metaflows")
-    dial = await ari.wait_event("Dial", lambda e: e["dialstatus"] != "")
     destroyed = await ari.wait_event("ChannelDestroyed")
-    assert (dial["dialstatus"], destroyed["cause"]) == ("NOANSWER", 1)
-    assert "StasisStart" not in ari.types("mf-4")
+    assert destroyed["cause"] == 1
+    assert "Dial" not in ari.types("mf-4")
+
+
+async def test_a_far_end_rejecting_an_originate_with_an_unnamed_cause(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    """The dialer names what it has no name for NOANSWER; the cause says more."""
+    bob = sim.add_phone("bob")
+    await ari.request("POST", "/channels/mf-7", endpoint="PJSIP/bob", app="metaflows")
+    await bob.wait_ringing()
+    sim.core.phone_rejects(sim.core.phones["bob"], cause=21)
+    dial = await ari.wait_event("Dial", lambda e: e["dialstatus"] not in ("", "RINGING"))
+    destroyed = await ari.wait_event("ChannelDestroyed")
+    assert (dial["dialstatus"], destroyed["cause"]) == ("NOANSWER", 21)
+
+
+async def test_an_originate_to_a_phone_that_forwards(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    sim.add_phone("bob")
+    sim.core.phones["bob"].forward_to = "carol"
+    carol = sim.add_phone("carol")
+    await ari.request(
+        "POST", "/channels/mf-9", endpoint="PJSIP/bob", app="metaflows", appArgs="callee,c9"
+    )
+    dial = await ari.wait_event("Dial", lambda e: e["dialstatus"] == "CANCEL")
+    assert dial["peer"]["id"] == "mf-9"
+    assert dial["forwarded"]["name"].startswith("PJSIP/carol-")
+    await ari.wait_event("ChannelDestroyed")
+    await carol.wait_ringing()
+    await carol.answer()  # the new channel enters the app with the original's arguments
+    start = await ari.wait_event("StasisStart")
+    assert (start["channel"]["id"], start["args"]) == (dial["forwarded"]["id"], ["callee", "c9"])
+
+
+async def test_an_originated_local_channels_far_half_is_the_apps_too(
+    sim: SimulatedAsteriskServer, ari: RawAri
+) -> None:
+    sim.core.dialplan.add("phones", "bob", DialPhone("bob"))
+    bob = sim.add_phone("bob")
+    await ari.request("POST", "/channels/mf-8", endpoint="Local/bob@phones/n", app="metaflows")
+    await bob.wait_ringing()
+    application = sim.core.application_json("metaflows")
+    assert {"mf-8", "mf-8;2"} <= set(application["channel_ids"])
+    await bob.answer()
+    start = await ari.wait_event("StasisStart")
+    assert start["channel"]["id"] == "mf-8"
+    assert "StasisStart" not in ari.types("mf-8;2")  # in the dialplan, not in our app
+    assert "ChannelStateChange" in ari.types("mf-8;2")
 
 
 @pytest.mark.parametrize(
