@@ -310,18 +310,28 @@ async def test_a_leg_without_account_has_no_collector(service: Service, driver: 
 # -- faults -----------------------------------------------------------------------------------
 
 
+async def reconnect(service: Service) -> None:
+    """The simulated Asterisk drops the app's websocket; the service connects again."""
+    await sim_only(service.driver).sim.drop_websockets()
+    await asyncio.sleep(0.01)
+    await asyncio.wait_for(service.ari.connected.wait(), 5)
+
+
+async def beep_heard(service: Service, alice: Any, bob: Any) -> None:
+    """alice presses *9 (a play-beep code) and bob hears it: the call still works."""
+    await alice.press("*9", FAST)
+    await service.wait_matches(1)
+    await bob.wait_hears("playback", "sound:beep")
+
+
 async def test_codes_work_after_the_websocket_drops_and_returns(service: Service) -> None:
-    driver = sim_only(service.driver)
+    sim_only(service.driver)
     await service.document(
         Owner.account(ACCOUNT), numbers={"9": {"module": "play", "data": {"id": "beep"}}}
     )
     alice, bob = await connected_call(service)
-    await driver.sim.drop_websockets()
-    await asyncio.sleep(0.01)
-    await asyncio.wait_for(service.ari.connected.wait(), 5)
-    await alice.press("*9", FAST)
-    await service.wait_matches(1)
-    await bob.wait_hears("playback", "sound:beep")
+    await reconnect(service)
+    await beep_heard(service, alice, bob)
     assert service.ari.reconnects >= 1
 
 
@@ -372,12 +382,8 @@ async def test_a_local_callees_far_half_survives_a_resync(service: Service) -> N
     not take it for an orphan and hang it up (which would end the call)."""
     driver = sim_only(service.driver)
     alice, bob, far = await local_callee_call(service)
-    await driver.sim.drop_websockets()
-    await asyncio.sleep(0.01)
-    await asyncio.wait_for(service.ari.connected.wait(), 5)
-    await alice.press("*9", FAST)
-    await service.wait_matches(1)
-    await bob.wait_hears("playback", "sound:beep")
+    await reconnect(service)
+    await beep_heard(service, alice, bob)
     assert far in driver.sim.core.channels
     hangups = [p for m, p, _ in driver.sim.core.requests if m == "DELETE"]
     assert not hangups
@@ -396,9 +402,7 @@ async def test_a_local_callee_call_is_adopted_after_a_service_restart(
     second = await start_service(driver, database_url, db, journal)
     try:
         assert len(second.engine.calls) == 1
-        await alice.press("*9", FAST)
-        await second.wait_matches(1)
-        await bob.wait_hears("playback", "sound:beep")
+        await beep_heard(second, alice, bob)
         assert far in sim.sim.core.channels
         await alice.hangup()
         await bob.wait_idle()
