@@ -8,7 +8,7 @@ from ..devices import DeviceStore, validate_device
 from ..devices.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from ..errors import NotFound, NotReady
 from .context import CONTEXT
-from .envelope import respond
+from .envelope import paging, respond
 from .requests import data_object, if_match, page_size, path_id, principal_for, query_id
 
 
@@ -39,12 +39,11 @@ async def _listing(request: web.Request, account_id: str, owner_id: str | None) 
         page_size=page_size(request, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE),
         start_key=start_key,
     )
-    paging: dict[str, object] = {"page_size": len(page.devices)}
-    if start_key is not None:
-        paging["start_key"] = start_key
-    if page.next_start_key is not None:
-        paging["next_start_key"] = page.next_start_key
-    return respond(request, [device.summary() for device in page.devices], paging=paging)
+    return respond(
+        request,
+        [device.summary() for device in page.devices],
+        paging=paging(len(page.devices), start_key, page.next_start_key),
+    )
 
 
 async def list_devices(request: web.Request) -> web.Response:

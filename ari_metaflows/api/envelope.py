@@ -69,6 +69,16 @@ def error_data(error: MetaflowsError) -> Any:
     return data
 
 
+def paging(shown: int, start_key: str | None, next_start_key: str | None) -> dict[str, Any]:
+    """Kazoo's paging fields of one page of a listing (``envelope``'s ``paging``)."""
+    fields: dict[str, Any] = {"page_size": shown}
+    if start_key is not None:
+        fields["start_key"] = start_key
+    if next_start_key is not None:
+        fields["next_start_key"] = next_start_key
+    return fields
+
+
 def envelope(
     *,
     auth_token: str,

@@ -10,7 +10,7 @@ from ..audit import EventStore
 from ..audit.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, EventFilter
 from ..errors import DatastoreUnavailable, InvalidRequest
 from .context import CONTEXT
-from .envelope import respond
+from .envelope import paging, respond
 from .requests import page_size, path_id, principal_for, query_id
 
 
@@ -49,12 +49,11 @@ async def list_events(request: web.Request) -> web.Response:
         raise InvalidRequest("created_from must be before created_to")
     start_key = request.query.get("start_key")
     page = await _store(request).page(account_id, where, page_size=size, start_key=start_key)
-    paging: dict[str, object] = {"page_size": len(page.events)}
-    if start_key is not None:
-        paging["start_key"] = start_key
-    if page.next_start_key is not None:
-        paging["next_start_key"] = page.next_start_key
-    return respond(request, [event.to_api() for event in page.events], paging=paging)
+    return respond(
+        request,
+        [event.to_api() for event in page.events],
+        paging=paging(len(page.events), start_key, page.next_start_key),
+    )
 
 
 def add_routes(router: web.UrlDispatcher) -> None:

@@ -13,7 +13,7 @@ from ..recordings import RecordingStore
 from ..recordings.model import Recording, content_type
 from ..recordings.store import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from .context import CONTEXT
-from .envelope import respond
+from .envelope import paging, respond
 from .requests import page_size, path_id, principal_for, query_id
 
 _CHUNK = 64 * 1024
@@ -66,12 +66,11 @@ async def list_recordings(request: web.Request) -> web.Response:
         page_size=size,
         start_key=start_key,
     )
-    paging: dict[str, object] = {"page_size": len(page.recordings)}
-    if start_key is not None:
-        paging["start_key"] = start_key
-    if page.next_start_key is not None:
-        paging["next_start_key"] = page.next_start_key
-    return respond(request, [r.to_api() for r in page.recordings], paging=paging)
+    return respond(
+        request,
+        [r.to_api() for r in page.recordings],
+        paging=paging(len(page.recordings), start_key, page.next_start_key),
+    )
 
 
 async def get_recording(request: web.Request) -> web.Response:

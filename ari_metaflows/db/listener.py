@@ -51,14 +51,10 @@ async def listen_forever(
             logger.warning("%s lost its connection", what)
         except CONNECTION_ERRORS as exc:
             logger.warning("%s cannot connect: %s", what, type(exc).__name__)
-        except asyncio.CancelledError:
+        finally:  # also when cancelled, before the cancellation goes on
             listening.clear()
             if conn is not None and not conn.is_closed():
                 conn.terminate()
-            raise
-        listening.clear()
-        if conn is not None and not conn.is_closed():
-            conn.terminate()
         await asyncio.sleep(delays.next_delay())
 
 
