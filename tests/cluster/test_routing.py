@@ -8,7 +8,6 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 
-import asyncpg
 import pytest
 
 from ari_metaflows.backoff import Backoff
@@ -36,6 +35,8 @@ from ari_metaflows.errors import (
 )
 from ari_metaflows.metaflows.documents import Node
 from ari_metaflows.testing.eventually import eventually
+
+from ..helpers.listen import drop_listen_connections
 
 PLAY = Node("play", {"id": "beep"}, {"_": Node("hangup", {})})
 UNPARK = SendParkedOnAction("acc1", "701", "internal", "1003", 1)
@@ -158,14 +159,7 @@ async def test_routing_works_again_after_the_listening_connections_drop(
     routers: tuple[ActionRouter, Holder], database_url: str
 ) -> None:
     asker, _ = routers
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await admin.close()
+    await drop_listen_connections(database_url)
     # Both sides listen again (the one LISTEN loop, db/listener.py): the request goes through.
     answer = await eventually(
         lambda: asker.request("i1", "ast1", UNPARK),

@@ -19,11 +19,11 @@ import pytest
 from ari_metaflows.calls.leg import Role
 from ari_metaflows.features.takeover import schemas, takeover_of
 from ari_metaflows.metaflows.store import Owner
-from ari_metaflows.testing.scenario import Owner as PhoneOwner
 from ari_metaflows.testing.scenario import TestPhone
 
 from ..helpers.devices import (
     Client,
+    alice_at_her_desk_calls_bob,
     audited,
     caller_leg,
     create_device,
@@ -35,20 +35,6 @@ from ..helpers.devices import (
 from ..helpers.engine_service import ACCOUNT, FAST, Service, the_call, wait_until
 
 MOVE_CODE = {"5": {"module": "move", "data": {}}}
-
-
-async def _alice_calls_bob(service: Service, api: Client) -> tuple[TestPhone, TestPhone, str]:
-    """alice (user u-alice, at her desk) talks to bob; she also has a cell phone. Answers
-    alice's desk phone, bob, and the id of alice's desk device."""
-    desk = await create_device(api, phone_device("alice", "u-alice"))
-    driver = service.driver
-    alice = driver.add_phone("alice", PhoneOwner(account=ACCOUNT, user="u-alice", device=desk))
-    bob = driver.add_phone("bob")
-    await driver.call(alice, bob)
-    await bob.answer()
-    await alice.wait_hears("party", "bob")
-    await wait_until(lambda: the_call(service).phase == "connected")
-    return alice, bob, desk
 
 
 @contextlib.asynccontextmanager
@@ -78,7 +64,7 @@ async def test_an_answered_call_moves_to_the_owners_other_device(
     cell = service.driver.add_phone("alice-cell")
     cell_id = await create_device(api, phone_device("alice-cell", "u-alice"))
     await service.document(Owner.account(ACCOUNT), numbers=MOVE_CODE)
-    alice, bob, _desk = await _alice_calls_bob(service, api)
+    alice, bob, _desk = await alice_at_her_desk_calls_bob(service, api)
     leg = await caller_leg(api)
     async with _listening(bob) as bob_heard:
         await alice.press("*5", FAST)
@@ -116,7 +102,7 @@ async def test_move_to_one_device_rings_only_that_one(service: Service, api: Cli
         Owner.account(ACCOUNT),
         numbers={"5": {"module": "move", "data": {"device_id": cell_id}}},
     )
-    alice, bob, _ = await _alice_calls_bob(service, api)
+    alice, bob, _ = await alice_at_her_desk_calls_bob(service, api)
     leg = await caller_leg(api)
     await alice.press("*5", FAST)
     view = await wait_until(
@@ -131,7 +117,7 @@ async def test_move_to_one_device_rings_only_that_one(service: Service, api: Cli
 async def test_the_channels_api_moves_a_leg(service: Service, api: Client) -> None:
     cell = service.driver.add_phone("alice-cell")
     await create_device(api, phone_device("alice-cell", "u-alice"))
-    alice, bob, _ = await _alice_calls_bob(service, api)
+    alice, bob, _ = await alice_at_her_desk_calls_bob(service, api)
     leg = await caller_leg(api)
     status, payload = await post_action(api, leg["id"], {"action": "move"})
     assert status == 202, payload
@@ -168,7 +154,7 @@ async def test_bad_moves_are_refused_and_the_call_goes_on(
         "@unreachable": await create_device(api, {"name": "no way", "owner_id": "u-alice"}),
     }
     cell = service.driver.add_phone("alice-cell")
-    alice, bob, desk = await _alice_calls_bob(service, api)
+    alice, bob, desk = await alice_at_her_desk_calls_bob(service, api)
     devices["@desk"] = desk
     data = {k: devices.get(v, v) if isinstance(v, str) else v for k, v in data.items()}
     # the API refuses before anything rings
@@ -195,7 +181,7 @@ async def test_no_answer_changes_nothing(
     cell = service.driver.add_phone("alice-cell")
     await create_device(api, phone_device("alice-cell", "u-alice"))
     await service.document(Owner.account(ACCOUNT), numbers=MOVE_CODE)
-    alice, bob, _ = await _alice_calls_bob(service, api)
+    alice, bob, _ = await alice_at_her_desk_calls_bob(service, api)
     call = the_call(service)
     caller_channel = call.legs[Role.CALLER].channel_id
     await alice.press("*5", FAST)
@@ -216,7 +202,7 @@ async def test_the_other_party_hanging_up_while_the_device_rings_leaves_nothing(
     cell = service.driver.add_phone("alice-cell")
     await create_device(api, phone_device("alice-cell", "u-alice"))
     await service.document(Owner.account(ACCOUNT), numbers=MOVE_CODE)
-    alice, bob, _ = await _alice_calls_bob(service, api)
+    alice, bob, _ = await alice_at_her_desk_calls_bob(service, api)
     call = the_call(service)
     await alice.press("*5", FAST)
     await wait_until(lambda: rings(call))

@@ -8,10 +8,8 @@ from __future__ import annotations
 from ari_metaflows.calls.leg import Role
 from ari_metaflows.features.takeover import takeover_of
 from ari_metaflows.metaflows.store import Owner
-from ari_metaflows.testing.scenario import Owner as PhoneOwner
-from ari_metaflows.testing.scenario import TestPhone
 
-from ..helpers.devices import Client, create_device, phone_device, rings
+from ..helpers.devices import Client, alice_at_her_desk_calls_bob, create_device, rings
 from ..helpers.engine_service import (
     ACCOUNT,
     FAST,
@@ -34,18 +32,6 @@ def sip_device(phone: str) -> dict[str, object]:
     return {"name": f"{phone}'s phone", "owner_id": "u-alice", "sip": {"username": phone}}
 
 
-async def _alice_talks_to_bob(service: Service, api: Client) -> tuple[TestPhone, TestPhone]:
-    desk = await create_device(api, phone_device("alice", "u-alice"))
-    driver = service.driver
-    alice = driver.add_phone("alice", PhoneOwner(account=ACCOUNT, user="u-alice", device=desk))
-    bob = driver.add_phone("bob")
-    await driver.call(alice, bob)
-    await bob.answer()
-    await alice.wait_hears("party", "bob")
-    await wait_until(lambda: the_call(service).phase == "connected")
-    return alice, bob
-
-
 async def test_the_winner_joins_the_bridge_absorbing_its_digits_from_the_start(
     sim_service: Service, api: Client
 ) -> None:
@@ -53,7 +39,7 @@ async def test_the_winner_joins_the_bridge_absorbing_its_digits_from_the_start(
     cell = sim_service.driver.add_phone("alice-cell")
     await create_device(api, sip_device("alice-cell"))
     await sim_service.document(Owner.account(ACCOUNT), numbers=CODES)
-    alice, bob = await _alice_talks_to_bob(sim_service, api)
+    alice, bob, _ = await alice_at_her_desk_calls_bob(sim_service, api)
     await alice.press("*5", FAST)
     await wait_until(lambda: rings(the_call(sim_service)))
     await cell.answer()
@@ -80,7 +66,7 @@ async def test_what_the_winner_does_while_the_takeover_finishes_is_not_lost(
     await create_device(api, sip_device("alice-cell"))
     await create_device(api, sip_device("alice-home"))
     await sim_service.document(Owner.account(ACCOUNT), numbers=CODES)
-    alice, bob = await _alice_talks_to_bob(sim_service, api)
+    alice, bob, _ = await alice_at_her_desk_calls_bob(sim_service, api)
     await alice.press("*5", FAST)
     call = the_call(sim_service)
     await wait_until(lambda: rings(call))

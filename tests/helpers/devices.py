@@ -16,8 +16,9 @@ from ari_metaflows.audit.store import EventFilter
 from ari_metaflows.calls.feature import CallHandle
 from ari_metaflows.features.takeover import takeover_of
 from ari_metaflows.testing.eventually import eventually
+from ari_metaflows.testing.scenario import Owner as PhoneOwner
 
-from .engine_service import ACCOUNT, ADMIN, Service
+from .engine_service import ACCOUNT, ADMIN, Service, the_call
 
 Client = TestClient[Any, Any]
 
@@ -93,3 +94,17 @@ def rings(call: CallHandle) -> bool:
     """An intercept or move of the call has its devices ringing."""
     running = takeover_of(call)
     return running is not None and running.state == "ringing"
+
+
+async def alice_at_her_desk_calls_bob(service: Service, api: Client) -> tuple[Any, Any, str]:
+    """alice (user u-alice, at her desk device) talks to bob: her phone, bob's, and the id of
+    her desk device."""
+    desk = await create_device(api, phone_device("alice", "u-alice"))
+    driver = service.driver
+    alice = driver.add_phone("alice", PhoneOwner(account=ACCOUNT, user="u-alice", device=desk))
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    await bob.answer()
+    await alice.wait_hears("party", "bob")
+    await eventually(lambda: the_call(service).phase == "connected", what="a connected call")
+    return alice, bob, desk

@@ -7,7 +7,6 @@ import json
 import sys
 from typing import Any
 
-import asyncpg
 import pytest
 
 from ari_metaflows.backoff import Backoff
@@ -19,6 +18,7 @@ from ari_metaflows.metaflows.store import MetaflowStore, Owner, normalise_revisi
 from ari_metaflows.testing.eventually import eventually
 
 from ..conftest import PROJECT_ROOT
+from ..helpers.listen import drop_listen_connections
 
 ACCOUNT = Owner.account("acc1")
 USER = Owner.user("acc1", "alice")
@@ -224,14 +224,7 @@ async def test_listener_reconnects_and_clears_the_cache(
     try:
         await asyncio.wait_for(resolver.listening.wait(), 10)
         assert seen == [None]
-        admin = await asyncpg.connect(database_url)
-        try:
-            await admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE query LIKE 'LISTEN%' AND pid <> pg_backend_pid()"
-            )
-        finally:
-            await admin.close()
+        await drop_listen_connections(database_url)
         await eventually(
             lambda: seen.count(None) >= 2 and resolver.listening.is_set(),
             interval=0.02,
