@@ -15,6 +15,7 @@ from ..helpers.engine_service import (
     FAST,
     Service,
     connected_call,
+    sim_only,
     the_call,
     wait_until,
 )
@@ -79,4 +80,30 @@ async def test_a_taken_back_target_leaves_the_call(service: Service) -> None:
     assert [leg.role for leg in call.legs.values()] == ["caller", "callee"]
     assert target_id not in {leg.channel_id for leg in call.legs.values()}
     await bob.hangup()
+    await service.wait_no_calls()
+
+
+async def test_the_transferor_leaving_while_the_consultation_is_set_up_hands_over(
+    service: Service,
+) -> None:
+    """Found on Asterisk 22 under load: the target answered and was already in the consult
+    bridge when the transferor hung up, so adding the transferor failed; the transfer took
+    that for "the target still rings" and the transferee stayed on hold for good."""
+    driver = sim_only(service.driver)
+    alice, bob, carol = await _ringing(service)
+    call = the_call(service)
+    await wait_until(lambda: getattr(transfer_of(call), "state", None) == "ringing")
+    target = call.legs[Role.TRANSFER_TARGET]
+    # The consult bridge takes the target, then the transferor: both requests wait, and the
+    # transferor hangs up in between.
+    driver.sim.core.stalls["POST", "/ari/bridges/[^/]+/addChannel"] = 0.3
+    await carol.answer()
+    await wait_until(lambda: getattr(transfer_of(call), "consult_bridge", None) is not None)
+    await alice.hangup()
+    await bob.wait_hears("party", TARGET)
+    await wait_until(lambda: transfer_of(call) is None)
+    assert call.legs["caller"] is target
+    assert (target.role, target.party) == ("caller", True)
+    await bob.hangup()
+    await carol.wait_idle()
     await service.wait_no_calls()

@@ -231,8 +231,11 @@ class AttendedTransfer:
                 return role
         return None
 
+    def _target_ready(self) -> bool:
+        return self.target_answered and self.target_in_stasis and not self.target_gone
+
     async def _maybe_answered(self) -> str | None:
-        if not (self.target_answered and self.target_in_stasis) or self.state != "ringing":
+        if not self._target_ready() or self.state != "ringing":
             return None
         gateway = self.call.engine.gateway_or_raise()
         if self.transferor_gone:
@@ -264,7 +267,9 @@ class AttendedTransfer:
         self.transferor_gone = True
         await self.call.ask(lambda: self.call.mark_gone(self.transferor))
         await self._stop_ringback()
-        if self.state == "talking":
+        if self.state == "talking" or self._target_ready():
+            # Answered: talking, or the consultation was being set up when the transferor
+            # left (adding it failed), with the target perhaps already in the consult bridge.
             await self._connect_transferee()
             return "completed"
         logger.info("call %s: transferor left; the target keeps ringing", self.call.id)
