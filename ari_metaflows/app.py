@@ -240,7 +240,7 @@ def call_side(
 
 
 async def migrate(db: Database) -> list[str]:
-    async with db.connection() as conn:
+    async with db.dedicated() as conn:  # its advisory lock must not stay on a pooled one
         return await apply_migrations(conn)
 
 

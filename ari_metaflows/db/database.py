@@ -2,6 +2,12 @@
 
 Callers never see asyncpg's many connection exception types: a database that is down, refusing
 connections or too slow is one error, which the API maps to 503.
+
+Pooled connections carry no session state: no ``SET``, ``LISTEN`` or advisory lock is ever
+taken on one (the LISTEN loops and the migrations' lock use a connection of their own,
+``dedicated``). So a released connection skips asyncpg's reset statement (``RESET ALL``,
+``UNLISTEN *``, ``pg_advisory_unlock_all()`` …), a second round trip for every use that cost
+as much as the statement itself; asyncpg still rolls back a transaction left open.
 """
 
 from __future__ import annotations
@@ -43,6 +49,22 @@ class DatabaseTimeouts:
     command: float = 5.0
 
 
+async def _no_session_state(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """The pool's reset: nothing to undo (see the module docstring)."""
+
+
+async def _close(conn: asyncpg.Connection[asyncpg.Record]) -> None:
+    """Close; on a broken link or a cancellation, abort: the server then drops the session
+    and whatever it held."""
+    try:
+        await conn.close(timeout=1.0)
+    except asyncio.CancelledError:
+        conn.terminate()
+        raise
+    except Exception:
+        conn.terminate()
+
+
 class Database:
     def __init__(self, url: str, *, timeouts: DatabaseTimeouts | None = None) -> None:
         self.url = url
@@ -57,6 +79,7 @@ class Database:
             min_size=0,
             max_size=max_size,
             command_timeout=self.timeouts.command,
+            reset=_no_session_state,
         )
 
     async def close(self) -> None:
@@ -74,6 +97,25 @@ class Database:
         except CONNECTION_ERRORS as exc:
             logger.warning("database unavailable: %s", type(exc).__name__)
             raise DatastoreUnavailable() from exc
+
+    @asynccontextmanager
+    async def dedicated(self) -> AsyncIterator[Connection]:
+        """A connection of its own, closed after use: for session state (an advisory lock)
+        that must never reach a pooled connection."""
+        try:
+            conn = await asyncpg.connect(
+                self.url, timeout=self.timeouts.acquire, command_timeout=self.timeouts.command
+            )
+        except CONNECTION_ERRORS as exc:
+            logger.warning("database unavailable: %s", type(exc).__name__)
+            raise DatastoreUnavailable() from exc
+        try:
+            yield conn
+        except CONNECTION_ERRORS as exc:
+            logger.warning("database unavailable: %s", type(exc).__name__)
+            raise DatastoreUnavailable() from exc
+        finally:
+            await _close(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
