@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +135,22 @@ def pin(cpu: int) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+@contextlib.contextmanager
+def pinned_children(cpu: int) -> Iterator[None]:
+    """Processes started inside run on ``cpu``: they inherit the starting thread's affinity,
+    and the database must not share the service's core (in production it has a machine of
+    its own; on the service's core every query's wake-up preempts the service)."""
+    if not hasattr(os, "sched_getaffinity") or (os.cpu_count() or 1) <= cpu:
+        yield
+        return
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, before)
+
+
 async def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
     await eventually(predicate, timeout=timeout, interval=0.002, what=what)
 
@@ -168,9 +184,10 @@ class Bench:
         line = await asyncio.to_thread(self.sim_process.stdout.readline)
         if line.strip() != b"ready":
             raise RuntimeError("the simulated Asterisk did not start")
-        database_url = self.database.enter_context(
-            embedded_postgres(self.workdir, delete_on_exit=True)
-        )
+        with pinned_children(LOAD_CPU):
+            database_url = self.database.enter_context(
+                embedded_postgres(self.workdir, delete_on_exit=True)
+            )
         settings = Settings(
             ari_url=self.sim_url,
             ari_username=USERNAME,
