@@ -38,7 +38,7 @@ import aiohttp
 from ari_metaflows.app import Service, open_service, tune_garbage_collector
 from ari_metaflows.config import ListenAddress, Settings
 from ari_metaflows.db.embedded import embedded_postgres
-from ari_metaflows.metaflows.documents import validate_document
+from ari_metaflows.metaflows.documents import MAX_DIGITS, validate_document
 from ari_metaflows.metaflows.store import Owner
 from ari_metaflows.metrics import DISPATCH_BUCKETS, Histogram
 from ari_metaflows.testing.eventually import eventually
@@ -51,9 +51,12 @@ APP = "metaflows"
 RAW_APP = "bench-raw"
 # The storm presses "*1345678#0" over and over (bench/asterisk.py). With the bench document,
 # "*" starts a code attempt that is given up as too long at its 33rd digit (MAX_DIGITS 32) and
-# relayed, then six plain digits are relayed as they come: every 40 digits, nothing is held.
+# relayed with its "*", then plain digits are relayed as they come until the next "*": every
+# 40 digits, nothing is held (the document's long digit timeout keeps a slow storm from ending
+# an attempt early, which would shift the cycle).
 STORM_DIGITS = "*1345678#0"
-STORM_CYCLE = 40
+STORM_CYCLE = -(-(MAX_DIGITS + 2) // len(STORM_DIGITS)) * len(STORM_DIGITS)
+STORM_DIGIT_TIMEOUT_MS = 30_000
 
 TARGETS = {
     "legs": 10_000,
@@ -216,6 +219,7 @@ class Bench:
                     "binding_digit": "*",
                     "numbers": {"9": {"module": "play", "data": {"id": "beep"}}},
                     "patterns": {"2(\\d+)": {"module": "transfer"}},
+                    "digit_timeout": STORM_DIGIT_TIMEOUT_MS,
                     # Relaying on (the default) unless asked: SPEC §5.6.
                     "dtmf_passthrough": self.args.dtmf_passthrough,
                 }
@@ -335,6 +339,7 @@ class Bench:
         metrics = self.service.metrics
         rounds = self.storm_rounds(legs)
         expected = rounds * legs
+        self.results.put(f"storm DTMF events ({label})", expected)
         routed = metrics.dtmf_events
         base = metrics.dtmf_handled
         relayed, relay_requests = metrics.relay.samples, metrics.relay_requests
@@ -374,7 +379,7 @@ class Bench:
             f"pipeline GC longest pause ms gen0/1/2 ({label})",
             "/".join(f"{x * 1000:.1f}" for x in self.gc_clock.longest),
         )
-        await asyncio.sleep(1.0)  # collectors time out; the audit trail drains
+        await asyncio.sleep(1.0)  # the audit trail drains
         return rate
 
     async def baseline(self, legs: int) -> float:

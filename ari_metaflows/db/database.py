@@ -4,8 +4,8 @@ Callers never see asyncpg's many connection exception types: a database that is 
 connections or too slow is one error, which the API maps to 503.
 
 Pooled connections carry no session state: no ``SET``, ``LISTEN`` or advisory lock is ever
-taken on one (the LISTEN loops and the migrations' lock use a connection of their own,
-``dedicated``). So a released connection skips asyncpg's reset statement (``RESET ALL``,
+taken on one (the LISTEN loops connect on their own, db/listener.py; the migrations' lock
+takes ``dedicated``). So a released connection skips asyncpg's reset statement (``RESET ALL``,
 ``UNLISTEN *``, ``pg_advisory_unlock_all()`` …), a second round trip for every use that cost
 as much as the statement itself; asyncpg still rolls back a transaction left open.
 """
@@ -54,15 +54,12 @@ async def _no_session_state(conn: asyncpg.Connection[asyncpg.Record]) -> None:
 
 
 async def _close(conn: asyncpg.Connection[asyncpg.Record]) -> None:
-    """Close; on a broken link or a cancellation, abort: the server then drops the session
-    and whatever it held."""
+    """Close gracefully. When that fails asyncpg aborts the connection, and the server drops
+    the session and whatever it held; the failure must not hide the body's own error."""
     try:
         await conn.close(timeout=1.0)
-    except asyncio.CancelledError:
-        conn.terminate()
-        raise
-    except Exception:
-        conn.terminate()
+    except Exception as exc:
+        logger.debug("closing a dedicated connection failed: %s", type(exc).__name__)
 
 
 class Database:

@@ -88,14 +88,15 @@ async def test_the_transferor_leaving_while_the_consultation_is_set_up_hands_ove
 ) -> None:
     """Found on Asterisk 22 under load: the target answered and was already in the consult
     bridge when the transferor hung up, so adding the transferor failed; the transfer took
-    that for "the target still rings" and the transferee stayed on hold for good."""
+    that for "the target still rings" and the transferee stayed on hold until the ring
+    timeout hung up both."""
     driver = sim_only(service.driver)
     alice, bob, carol = await _ringing(service)
     call = the_call(service)
     await wait_until(lambda: getattr(transfer_of(call), "state", None) == "ringing")
     target = call.legs[Role.TRANSFER_TARGET]
     # The consult bridge takes the target, then the transferor: both requests wait, and the
-    # transferor hangs up in between.
+    # transferor hangs up while the target's is in flight.
     driver.sim.core.stalls["POST", "/ari/bridges/[^/]+/addChannel"] = 0.3
     await carol.answer()
     await wait_until(lambda: getattr(transfer_of(call), "consult_bridge", None) is not None)

@@ -96,3 +96,13 @@ async def test_a_dedicated_connection_to_nowhere_is_datastore_unavailable() -> N
     with pytest.raises(DatastoreUnavailable):
         async with database.dedicated():
             pass
+
+
+async def test_a_dedicated_connection_lost_midway_is_datastore_unavailable(db: Database) -> None:
+    async def use_a_broken_link() -> None:
+        async with db.dedicated() as conn:
+            conn.terminate()  # the link breaks under the body
+            await conn.execute("SELECT 1")
+
+    with pytest.raises(DatastoreUnavailable):
+        await use_a_broken_link()
