@@ -108,3 +108,23 @@ async def test_the_transferor_leaving_while_the_consultation_is_set_up_hands_ove
     await bob.hangup()
     await carol.wait_idle()
     await service.wait_no_calls()
+
+
+async def test_a_consultation_asterisk_refuses_takes_back(service: Service) -> None:
+    """The target answered but Asterisk refuses the consult bridge (a 500): the transfer
+    gives up as when the target fails, the parties talk again and the target is hung up;
+    the refusal did not escape the transfer's task."""
+    driver = sim_only(service.driver)
+    alice, bob, carol = await _ringing(service)
+    call = the_call(service)
+    await wait_until(lambda: getattr(transfer_of(call), "state", None) == "ringing")
+    driver.sim.core.garbled["POST", "/ari/bridges"] = (500, '{"error": "Allocation failed"}')
+    await carol.answer()
+    await alice.wait_hears("party", "bob")
+    await bob.wait_hears("party", "alice")
+    await carol.wait_idle()
+    await wait_until(lambda: transfer_of(call) is None)
+    assert Role.TRANSFER_TARGET not in call.legs
+    del driver.sim.core.garbled["POST", "/ari/bridges"]
+    await bob.hangup()
+    await service.wait_no_calls()

@@ -245,7 +245,8 @@ class AttendedTransfer:
         bridge_id = f"mf-{uuid.uuid4().hex}"
         self.call.track_bridge(bridge_id)
         try:
-            self.consult_bridge = await gateway.create_bridge("mixing,dtmf_events", bridge_id)
+            await gateway.create_bridge("mixing,dtmf_events", bridge_id)
+            self.consult_bridge = bridge_id
             # The transferor's digits are absorbed: the takeback code never reaches the
             # target (unless its metaflows pass digits through, SPEC §5.6).
             metaflows = self.call.legs[self.transferor].metaflows
@@ -257,6 +258,14 @@ class AttendedTransfer:
             )
         except Gone:
             return None  # someone left meanwhile: their event follows
+        except (AriError, AriUnavailable) as exc:
+            # Refused or unreachable: no consultation, so the attempt fails as when the target
+            # fails; a bridge whose creation timed out may still appear, so it goes later.
+            logger.warning("call %s: cannot set the consultation up: %s", self.call.id, exc)
+            if isinstance(exc, AriUnavailable):
+                self.call.engine.destroy_bridge_later(bridge_id)
+            await self._hang_up_target()
+            return await self._target_failed("refused")
         self.state = "talking"
         logger.info("call %s: transfer target answered; consulting", self.call.id)
         return None
