@@ -239,8 +239,14 @@ def call_side(
     return engine, ari
 
 
+# A migration, or the wait for another instance's, may take minutes (an index on a big table):
+# the 5 s bound of the service's own statements would make start-up fail and retry for ever.
+MIGRATION_TIMEOUT = 600.0
+
+
 async def migrate(db: Database) -> list[str]:
-    async with db.dedicated() as conn:  # its advisory lock must not stay on a pooled one
+    # Its advisory lock must not stay on a pooled connection.
+    async with db.dedicated(command_timeout=MIGRATION_TIMEOUT) as conn:
         return await apply_migrations(conn)
 
 

@@ -96,12 +96,15 @@ class Database:
             raise DatastoreUnavailable() from exc
 
     @asynccontextmanager
-    async def dedicated(self) -> AsyncIterator[Connection]:
+    async def dedicated(self, *, command_timeout: float | None = None) -> AsyncIterator[Connection]:
         """A connection of its own, closed after use: for session state (an advisory lock)
-        that must never reach a pooled connection."""
+        that must never reach a pooled connection. ``command_timeout`` (default: the pool's)
+        bounds each statement."""
         try:
             conn = await asyncpg.connect(
-                self.url, timeout=self.timeouts.acquire, command_timeout=self.timeouts.command
+                self.url,
+                timeout=self.timeouts.acquire,
+                command_timeout=command_timeout or self.timeouts.command,
             )
         except CONNECTION_ERRORS as exc:
             logger.warning("database unavailable: %s", type(exc).__name__)

@@ -16,7 +16,7 @@ from .database import Connection
 logger = logging.getLogger(__name__)
 
 _FILE_RE = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-_LOCK_KEY = 0x6D657461  # "meta"
+MIGRATION_LOCK_KEY = 0x6D657461  # "meta"
 
 
 class MigrationError(RuntimeError):
@@ -59,7 +59,7 @@ async def apply_migrations(conn: Connection, directory: Path | None = None) -> l
     """Apply pending migrations; return the names applied."""
     pending = load_migrations(directory)
     applied_now: list[str] = []
-    await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
         await conn.execute(
             """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -81,5 +81,5 @@ async def apply_migrations(conn: Connection, directory: Path | None = None) -> l
             logger.info("applied migration %s", migration.name)
             applied_now.append(migration.name)
     finally:
-        await conn.execute("SELECT pg_advisory_unlock($1)", _LOCK_KEY)
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now

@@ -11,7 +11,8 @@ import asyncpg
 import pytest
 
 from ari_metaflows.app import migrate
-from ari_metaflows.db.database import Database
+from ari_metaflows.db.database import Database, DatabaseTimeouts
+from ari_metaflows.db.migrate import MIGRATION_LOCK_KEY
 from ari_metaflows.errors import DatastoreUnavailable
 from ari_metaflows.testing.eventually import eventually
 
@@ -106,3 +107,23 @@ async def test_a_dedicated_connection_lost_midway_is_datastore_unavailable(db: D
 
     with pytest.raises(DatastoreUnavailable):
         await use_a_broken_link()
+
+
+async def test_migrations_wait_for_another_instance_longer_than_a_statement(
+    database_url: str,
+) -> None:
+    """Another instance migrating holds the lock longer than the service's statement bound:
+    this one waits its turn instead of failing its start-up as "database unavailable"."""
+    db = Database(database_url, timeouts=DatabaseTimeouts(command=0.2))
+    await db.open(max_size=1)
+    other = await asyncpg.connect(database_url)
+    try:
+        await other.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        waiting = asyncio.create_task(migrate(db))
+        await asyncio.sleep(0.6)  # three statement bounds
+        assert not waiting.done()
+        await other.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+        assert await asyncio.wait_for(waiting, 5) == []
+    finally:
+        await other.close()
+        await db.close()
