@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import TypeAlias
 
@@ -47,6 +47,16 @@ class DatabaseTimeouts:
 
     acquire: float = 3.0
     command: float = 5.0
+
+
+@contextmanager
+def _unreachable_is_unavailable() -> Iterator[None]:
+    """Every way of not reaching the database becomes one ``DatastoreUnavailable``."""
+    try:
+        yield
+    except CONNECTION_ERRORS as exc:
+        logger.warning("database unavailable: %s", type(exc).__name__)
+        raise DatastoreUnavailable() from exc
 
 
 async def _no_session_state(conn: asyncpg.Connection[asyncpg.Record]) -> None:
@@ -88,34 +98,25 @@ class Database:
     async def connection(self) -> AsyncIterator[Connection]:
         if self._pool is None:
             raise DatastoreUnavailable("the database pool is not open")
-        try:
+        with _unreachable_is_unavailable():
             async with self._pool.acquire(timeout=self.timeouts.acquire) as conn:
                 yield conn
-        except CONNECTION_ERRORS as exc:
-            logger.warning("database unavailable: %s", type(exc).__name__)
-            raise DatastoreUnavailable() from exc
 
     @asynccontextmanager
     async def dedicated(self, *, command_timeout: float | None = None) -> AsyncIterator[Connection]:
         """A connection of its own, closed after use: for session state (an advisory lock)
         that must never reach a pooled connection. ``command_timeout`` (default: the pool's)
         bounds each statement."""
-        try:
+        with _unreachable_is_unavailable():
             conn = await asyncpg.connect(
                 self.url,
                 timeout=self.timeouts.acquire,
                 command_timeout=command_timeout or self.timeouts.command,
             )
-        except CONNECTION_ERRORS as exc:
-            logger.warning("database unavailable: %s", type(exc).__name__)
-            raise DatastoreUnavailable() from exc
-        try:
-            yield conn
-        except CONNECTION_ERRORS as exc:
-            logger.warning("database unavailable: %s", type(exc).__name__)
-            raise DatastoreUnavailable() from exc
-        finally:
-            await _close(conn)
+            try:
+                yield conn
+            finally:
+                await _close(conn)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Connection]:
