@@ -8,6 +8,11 @@ through Asterisk to a sipp that answers (``bench-uas``), four times in one run:
   own one-touch MixMonitor (``automixmon`` in features.conf);
 * ``app``: ``Stasis(metaflows,dial,…)`` through this service; ``*9`` is ``record_call``.
 
+A short uncounted phase of each path comes first (the first calls after a start cost more).
+Then rounds: in each, a code's two paths run side by side, native first in even rounds and app
+first in odd ones, so that the machine's drift weighs on both; the report gives the pooled
+ratio and each round's.
+
 Each side plays its own tone and the caller sends ``*9`` as RFC 4733 events in its RTP stream
 (bench/media.py). Asterisk's CPU comes from ``/proc/<pid>/stat`` (utime + stime), the service's
 from this process (it runs the service, in-process, like ``serve``: the bench itself only waits
@@ -32,7 +37,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +73,12 @@ class Phase:
     wall_s: float = 0.0
     events: int = 0  # ARI events the service received
     requests: int = 0  # ARI requests the service made
+    # each round's (Asterisk CPU s, service CPU s, ok calls)
+    rounds: list[tuple[float, float, int]] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, bool]:
+        return self.path, self.code
 
     @property
     def label(self) -> str:
@@ -156,6 +167,11 @@ class RealBench:
         self.phases: list[Phase] = []
         self.profile = cProfile.Profile(time.process_time) if args.profile else None
         self.problems: list[str] = []
+        self.paths = [path for path in args.paths.split(",") if path]
+        wanted = {name: name in args.codes.split(",") for name in ("none", "record")}
+        self.codes = {False} if wanted["none"] else set()
+        if wanted["record"] and not args.no_media:  # *9 travels in the RTP stream
+            self.codes.add(True)
 
     async def start(self) -> None:
         from ari_metaflows.app import open_service, tune_garbage_collector
@@ -225,10 +241,13 @@ class RealBench:
         finally:
             self.database.close()
 
-    async def run_phase(self, phase: Phase) -> None:
-        calls = self.args.calls
+    async def run_phase(
+        self, phase: Phase, *, calls: int | None = None, hold: float | None = None
+    ) -> None:
+        calls = calls or self.args.calls
+        hold = hold or self.args.hold
         media = self.workdir / ("caller-star9.pcap" if phase.code else "caller.pcap")
-        uac = self._scenario("uac.xml", media=media, hold_ms=int(self.args.hold * 1000))
+        uac = self._scenario("uac.xml", media=media, hold_ms=int(hold * 1000))
         engine = self.service.engine
         await asyncio.sleep(1.0)  # let the previous phase's hangups settle
         await self.asterisk_quiet()
@@ -249,7 +268,7 @@ class RealBench:
             *("-error_file", str(self.workdir / f"uac-{phase.path}-{phase.code}-errors.log")),
             *("-trace_stat", "-stf", str(self._stats(phase))),
             *("-m", str(calls), "-l", str(calls), "-r", str(self.args.rate)),
-            *("-timeout", f"{int(self.args.hold * 3 + 30)}s", self.args.sip),
+            *("-timeout", f"{int(hold * 3 + 30)}s", self.args.sip),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
             cwd=self.workdir,
@@ -269,7 +288,9 @@ class RealBench:
         phase.events += metrics.ari_events - events0
         phase.requests += gateway.requests - requests0
         phase.calls += calls
-        phase.ok_calls += calls if status == 0 else self._successful(phase)
+        ok_calls = calls if status == 0 else self._successful(phase)
+        phase.ok_calls += ok_calls
+        phase.rounds.append((asterisk_s, service_s, ok_calls))
         if status != 0:
             self.problems.append(f"{phase.label}: sipp exit status {status}")
         print(
@@ -348,14 +369,13 @@ class RealBench:
         )
         figures: dict[str, Any] = {}
         checks: dict[str, Any] = {}
-        phases = {
-            (path, code): Phase(path, code)
-            for path in self.args.paths.split(",")
-            for code in ((False,) if self.args.no_media else (False, True))
-        }
-        self.phases = list(phases.values())
-        for _ in range(self.args.rounds):  # alternated, so drifts of the machine hit both paths
-            for phase in self.phases:
+        codes = [code for code in (False, True) if code in self.codes]
+        self.phases = [Phase(path, code) for code in codes for path in self.paths]
+        phases = {phase.key: phase for phase in self.phases}
+        if self.args.warmup:
+            await self.warm_up()
+        for number in range(self.args.rounds):
+            for phase in schedule(self.phases, number):
                 since = time.time() - 1
                 await self.run_phase(phase)
                 if phase.path == "app" and phase.code:
@@ -374,9 +394,17 @@ class RealBench:
             )
         return {"phases": figures, "recordings": checks, "ratios": self.ratios()}
 
-    def ratios(self) -> dict[str, float]:
-        by = {(p.path, p.code): p for p in self.phases}
-        result: dict[str, float] = {}
+    async def warm_up(self) -> None:
+        """A short phase of each path first, not counted: the first calls after Asterisk or
+        the service started cost more (threads, caches, pooled connections), and only the
+        first path run would pay for it."""
+        for path in self.paths:
+            await self.run_phase(Phase(path, False), calls=min(self.args.calls, 10), hold=2.0)
+        print("  (warm-up above, not counted)", flush=True)
+
+    def ratios(self) -> dict[str, Any]:
+        by = {p.key: p for p in self.phases}
+        result: dict[str, Any] = {}
         for code, name in ((True, "with_recording"), (False, "without_code")):
             native, app = by.get(("native", code)), by.get(("app", code))
             if native is None or app is None or not native.asterisk_s:
@@ -385,7 +413,25 @@ class RealBench:
             app_ms = app.per_call_ms(app.asterisk_s + app.service_s)
             result[name] = round(app_ms / native_ms, 3)
             result[f"service_share_{name}"] = round(app.service_s / max(app.asterisk_s, 1e-9), 3)
+            result[f"rounds_{name}"] = [  # as above, one round at a time
+                round(((a_ast + a_svc) / max(a_n, 1)) / (n_ast / max(n_n, 1)), 3)
+                for (a_ast, a_svc, a_n), (n_ast, _, n_n) in zip(
+                    app.rounds, native.rounds, strict=False
+                )
+                if n_ast
+            ]
         return result
+
+
+def schedule(phases: list[Phase], number: int) -> list[Phase]:
+    """Round ``number``'s order: each code's paths side by side, the paths' order reversed
+    every other round (native, app, app, native, …), so that a drift of the machine's speed
+    within a run weighs on both paths alike."""
+    order: list[Phase] = []
+    for code in dict.fromkeys(phase.code for phase in phases):
+        pair = [phase for phase in phases if phase.code == code]
+        order += pair[::-1] if number % 2 else pair
+    return order
 
 
 def report(results: dict[str, Any]) -> None:
@@ -401,7 +447,9 @@ def report(results: dict[str, Any]) -> None:
     print("\ntargets (issue 20)             measured  target")
     for name in ("with_recording", "without_code"):
         if name in ratios:
+            rounds = ", ".join(str(r) for r in ratios[f"rounds_{name}"])
             print(f"  app ÷ native, {name:<16} {ratios[name]:>8}  ≤ {TARGETS[name]}")
+            print(f"    its rounds: {rounds}")
             share = ratios[f"service_share_{name}"]
             print(f"  service ÷ Asterisk, {name:<11} {share:>8}  ≤ {TARGETS['service_share']}")
     if results["recordings"]:
@@ -415,8 +463,20 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=3,
-        help="alternated rounds of all phases (one round's ratio moves by ±10 %%)",
+        default=4,
+        help="rounds of all phases, the paths' order reversed every other round "
+        "(one round's ratio moves by ±10 %%)",
+    )
+    parser.add_argument(
+        "--codes",
+        default="none,record",
+        help="which calls: none (no code pressed), record (the caller presses *9)",
+    )
+    parser.add_argument(
+        "--no-warmup",
+        dest="warmup",
+        action="store_false",
+        help="skip the short uncounted phase of each path that comes first",
     )
     parser.add_argument("--hold", type=float, default=8.0, help="seconds each call lasts")
     parser.add_argument("--rate", type=float, default=20.0, help="new calls per second")

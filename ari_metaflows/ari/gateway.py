@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import urllib.parse
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from ..errors import AriError as AriError
 from ..errors import AriUnavailable as AriUnavailable
 from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
-from .http import KeepAliveClient
+from .http import HttpAnswer, KeepAliveClient
 from .stored_file import open_stored_file
 
 logger = logging.getLogger(__name__)
@@ -128,22 +128,23 @@ def _quote(text: str) -> str:
     return text if _PLAIN.match(text) else urllib.parse.quote_plus(text)
 
 
-@contextlib.contextmanager
-def _channel_not_found_is_gone() -> Iterator[None]:
-    """Asterisk answers a bridge's addChannel/removeChannel with 400 "Channel not found"
-    (not 404, which means the bridge) when a channel hung up meanwhile: that is ``Gone``."""
-    try:
-        yield
-    except Gone:
-        raise
-    except AriError as exc:
-        if exc.status == 400 and "Channel not found" in exc.message:
-            raise Gone(exc.status, exc.message) from exc
-        raise
-
-
 def _flag(value: bool) -> str:
     return "true" if value else "false"
+
+
+@dataclass(frozen=True, slots=True)
+class AriRequest:
+    """One ARI request, ready to go: built by the gateway's ``*_request`` methods, sent alone
+    by the typed method of the same name or with others by ``AriGateway.in_order``."""
+
+    label: str  # resource.operation, for errors
+    method: str
+    target: str  # path and encoded query
+    parse: bool = True  # decode the JSON answer (a snapshot nobody reads is not worth it)
+    # Asterisk answers a bridge's addChannel/removeChannel with 400 "Channel not found" (not
+    # 404, which means the bridge) when a channel hung up meanwhile: that is ``Gone`` too.
+    channel_missing_is_gone: bool = False
+    gone_is_fine: bool = False  # a 404 means done (hang up, destroy): no error
 
 
 class AriGateway:
@@ -235,32 +236,86 @@ class AriGateway:
             compiled = self._operations[key] = _Operation.of(found.uri, found.json)
         return compiled
 
+    def _prepare(
+        self,
+        resource: str,
+        operation: str,
+        *,
+        parse: bool = True,
+        channel_missing_is_gone: bool = False,
+        gone_is_fine: bool = False,
+        **params: Any,
+    ) -> AriRequest:
+        method, target, query = self._operation(resource, operation).request(params)
+        if query:
+            target += "?" + "&".join(f"{name}={_quote(value)}" for name, value in query.items())
+        return AriRequest(
+            f"{resource}.{operation}",
+            method,
+            target,
+            parse=parse,
+            channel_missing_is_gone=channel_missing_is_gone,
+            gone_is_fine=gone_is_fine,
+        )
+
     async def _call(
         self, resource: str, operation: str, *, parse: bool = True, **params: Any
     ) -> Any:
         """Run one ARI operation; its JSON answer (None when empty, or not ``parse``d: a
         channel or bridge snapshot nobody reads is kilobytes of JSON not worth decoding)."""
-        method, target, query = self._operation(resource, operation).request(params)
-        if query:
-            target += "?" + "&".join(f"{name}={_quote(value)}" for name, value in query.items())
-        mark_ari_request()
-        self.requests += 1
+        return await self._send(self._prepare(resource, operation, parse=parse, **params))
+
+    async def _send(self, request: AriRequest) -> Any:
+        (outcome,) = await self.in_order(request)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def in_order(self, *requests: AriRequest) -> list[Any]:
+        """Send ``requests`` at once on one connection; Asterisk runs them one after the
+        other, in this order (it reads a connection's requests in turn). Each one's outcome,
+        in order: its answer (as its typed method returns it) or the error it met (``Gone``,
+        ``AriError``, ``AriUnavailable``). A request after a failed one still runs: the
+        caller decides what a failure means for the rest. One write and one wake-up of
+        Asterisk's HTTP thread instead of one each (on loopback, a write costs more CPU than
+        the request's handling)."""
+        for _ in requests:
+            mark_ari_request()
+        self.requests += len(requests)
         try:
-            answer = await self._rest.request(method, target)
+            answers = await self._rest.request_many(
+                [(request.method, request.target, b"", "") for request in requests]
+            )
         except (TimeoutError, OSError) as exc:
-            raise AriUnavailable(f"{resource}.{operation}: {type(exc).__name__}") from exc
+            labels = ", ".join(request.label for request in requests)
+            failed = AriUnavailable(f"{labels}: {type(exc).__name__}")
+            failed.__cause__ = exc
+            return [failed for _ in requests]
+        return [
+            self._outcome(request, answer)
+            for request, answer in zip(requests, answers, strict=True)
+        ]
+
+    @staticmethod
+    def _outcome(request: AriRequest, answer: HttpAnswer | Exception) -> Any:
+        if isinstance(answer, Exception):
+            failed = AriUnavailable(f"{request.label}: {type(answer).__name__}")
+            failed.__cause__ = answer
+            return failed
         status, body = answer.status, answer.body
         if status >= 400:
             text = body.decode("utf-8", "replace")
             if status == 404:
-                raise Gone(404, text or "not found")
-            raise AriError(status, text or answer.reason)
-        if not parse:
+                return None if request.gone_is_fine else Gone(404, text or "not found")
+            if status == 400 and request.channel_missing_is_gone and "Channel not found" in text:
+                return None if request.gone_is_fine else Gone(status, text)
+            return AriError(status, text or answer.reason)
+        if not request.parse:
             return None
         try:
             return json.loads(body) if body else None
-        except ValueError as exc:  # not JSON: not an Asterisk we can talk to
-            raise AriError(502, f"{resource}.{operation}: invalid JSON from Asterisk") from exc
+        except ValueError:  # not JSON: not an Asterisk we can talk to
+            return AriError(502, f"{request.label}: invalid JSON from Asterisk")
 
     @staticmethod
     def _json(result: Any) -> dict[str, Any]:
@@ -324,6 +379,30 @@ class AriGateway:
             )
         )
 
+    def originate_request(
+        self,
+        endpoint: str,
+        *,
+        app_args: str,
+        channel_id: str,
+        originator: str | None = None,
+        timeout: int | None = None,
+    ) -> AriRequest:
+        """Create ``endpoint``'s channel and dial it at once (``POST /channels/{id}``): one
+        request and one Asterisk thread, where create + dial take two of each and park the
+        channel in Asterisk's dial bridge meanwhile. The channel enters our app only once
+        answered; until then we see its Dial progress and its end (docs/asterisk-facts.md)."""
+        return self._prepare(
+            "channels",
+            "originateWithId",
+            channelId=channel_id,
+            endpoint=endpoint,
+            app=self.app,
+            appArgs=app_args,
+            originator=originator,
+            timeout=timeout,
+        )
+
     async def originate(
         self,
         endpoint: str,
@@ -333,38 +412,40 @@ class AriGateway:
         originator: str | None = None,
         timeout: int | None = None,
     ) -> dict[str, Any]:
-        """Create ``endpoint``'s channel and dial it at once (``POST /channels/{id}``): one
-        request and one Asterisk thread, where create + dial take two of each and park the
-        channel in Asterisk's dial bridge meanwhile. The channel enters our app only once
-        answered; until then we see its Dial progress and its end (docs/asterisk-facts.md)."""
-        return self._json(
-            await self._call(
-                "channels",
-                "originateWithId",
-                channelId=channel_id,
-                endpoint=endpoint,
-                app=self.app,
-                appArgs=app_args,
-                originator=originator,
-                timeout=timeout,
-            )
+        request = self.originate_request(
+            endpoint,
+            app_args=app_args,
+            channel_id=channel_id,
+            originator=originator,
+            timeout=timeout,
         )
+        return self._json(await self._send(request))
 
     async def dial(
         self, channel_id: str, *, caller: str | None = None, timeout: int | None = None
     ) -> None:
         await self._call("channels", "dial", channelId=channel_id, caller=caller, timeout=timeout)
 
+    def answer_request(self, channel_id: str) -> AriRequest:
+        return self._prepare("channels", "answer", channelId=channel_id)
+
     async def answer(self, channel_id: str) -> None:
-        await self._call("channels", "answer", channelId=channel_id)
+        await self._send(self.answer_request(channel_id))
+
+    def ring_request(self, channel_id: str) -> AriRequest:
+        return self._prepare("channels", "ring", channelId=channel_id)
 
     async def ring(self, channel_id: str) -> None:
-        await self._call("channels", "ring", channelId=channel_id)
+        await self._send(self.ring_request(channel_id))
+
+    def hangup_request(self, channel_id: str, reason: str = "normal") -> AriRequest:
+        """Hang up; a channel that is already gone is fine."""
+        return self._prepare(
+            "channels", "hangup", gone_is_fine=True, channelId=channel_id, reason=reason
+        )
 
     async def hangup(self, channel_id: str, reason: str = "normal") -> None:
-        """Hang up; a channel that is already gone is fine."""
-        with contextlib.suppress(Gone):
-            await self._call("channels", "hangup", channelId=channel_id, reason=reason)
+        await self._send(self.hangup_request(channel_id, reason))
 
     async def continue_in_dialplan(
         self,
@@ -430,14 +511,14 @@ class AriGateway:
             "channels", "sendDTMF", channelId=channel_id, dtmf=digits, duration=duration_ms
         )
 
-    async def snoop(
+    def snoop_request(
         self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
-    ) -> None:
+    ) -> AriRequest:
         """A snoop channel on ``channel_id`` that enters our app (StasisStart with ``app_args``)
         hearing what the channel says (``in``), hears (``out``) or both: an audiohook on the
         channel, as MixMonitor uses, so the channel's bridge gets no extra member. Its snapshot
         arrives with its StasisStart."""
-        await self._call(
+        return self._prepare(
             "channels",
             "snoopChannelWithId",
             parse=False,
@@ -448,11 +529,16 @@ class AriGateway:
             appArgs=app_args,
         )
 
-    async def record_channel(
-        self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
+    async def snoop(
+        self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
     ) -> None:
+        await self._send(self.snoop_request(channel_id, snoop_id, app_args=app_args, spy=spy))
+
+    def record_channel_request(
+        self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
+    ) -> AriRequest:
         """Record what a channel (here: a snoop channel) carries; an existing name fails."""
-        await self._call(
+        return self._prepare(
             "channels",
             "record",
             parse=False,
@@ -464,6 +550,13 @@ class AriGateway:
             beep=_flag(False),
         )
 
+    async def record_channel(
+        self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
+    ) -> None:
+        await self._send(
+            self.record_channel_request(channel_id, name, fmt, max_duration=max_duration)
+        )
+
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:
         await self._call("channels", "startMoh", channelId=channel_id, mohClass=moh_class)
 
@@ -472,32 +565,53 @@ class AriGateway:
 
     # -- bridges ------------------------------------------------------------------------------
 
+    def create_bridge_request(self, types: str, bridge_id: str) -> AriRequest:
+        """A bridge with our own id: its answer tells nothing new."""
+        return self._prepare("bridges", "create", parse=False, type=types, bridgeId=bridge_id)
+
     async def create_bridge(self, types: str, bridge_id: str | None = None) -> str:
-        if bridge_id is not None:  # our own id: the answer tells nothing new
-            await self._call("bridges", "create", parse=False, type=types, bridgeId=bridge_id)
+        if bridge_id is not None:
+            await self._send(self.create_bridge_request(types, bridge_id))
             return bridge_id
         bridge = self._json(await self._call("bridges", "create", type=types))
         return str(bridge.get("id", ""))
 
+    def add_to_bridge_request(
+        self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False
+    ) -> AriRequest:
+        return self._prepare(
+            "bridges",
+            "addChannel",
+            channel_missing_is_gone=True,
+            bridgeId=bridge_id,
+            channel=",".join(channel_ids),
+            absorbDTMF=_flag(absorb_dtmf),
+        )
+
     async def add_to_bridge(
         self, bridge_id: str, channel_ids: list[str], *, absorb_dtmf: bool = False
     ) -> None:
-        with _channel_not_found_is_gone():
-            await self._call(
-                "bridges",
-                "addChannel",
-                bridgeId=bridge_id,
-                channel=",".join(channel_ids),
-                absorbDTMF=_flag(absorb_dtmf),
-            )
+        await self._send(
+            self.add_to_bridge_request(bridge_id, channel_ids, absorb_dtmf=absorb_dtmf)
+        )
 
     async def remove_from_bridge(self, bridge_id: str, channel_id: str) -> None:
-        with _channel_not_found_is_gone():
-            await self._call("bridges", "removeChannel", bridgeId=bridge_id, channel=channel_id)
+        await self._send(
+            self._prepare(
+                "bridges",
+                "removeChannel",
+                channel_missing_is_gone=True,
+                bridgeId=bridge_id,
+                channel=channel_id,
+            )
+        )
+
+    def destroy_bridge_request(self, bridge_id: str) -> AriRequest:
+        """Destroy; a bridge that is already gone is fine."""
+        return self._prepare("bridges", "destroy", gone_is_fine=True, bridgeId=bridge_id)
 
     async def destroy_bridge(self, bridge_id: str) -> None:
-        with contextlib.suppress(Gone):
-            await self._call("bridges", "destroy", bridgeId=bridge_id)
+        await self._send(self.destroy_bridge_request(bridge_id))
 
     async def play_on_bridge(
         self, bridge_id: str, media: str, lang: str | None = None, playback_id: str | None = None

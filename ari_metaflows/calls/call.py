@@ -23,6 +23,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
+from ..ari.gateway import AriRequest
 from ..audit import MetaflowEvent
 from ..backoff import Backoff, Delays
 from ..errors import AriError, AriUnavailable, DatastoreUnavailable, Gone, ModuleFailed
@@ -302,16 +303,24 @@ class Call:
         callee_id = f"mf-{uuid.uuid4().hex}"
         self.legs[CALLEE] = Leg(CALLEE, callee_id)
         self.engine.track_channel(callee_id, self)
+        originate = gateway.originate_request(
+            self.dialstring,
+            app_args=f"{CALLEE},{self.id}",
+            channel_id=callee_id,
+            originator=caller.channel_id,
+            # Our ring deadline decides; Asterisk's own only if we are gone meanwhile.
+            timeout=math.ceil(self.ring_timeout) + ORIGINATE_BACKSTOP,
+        )
+        # The caller hears ringing at once (as before the callee's own ringing is known),
+        # sent with the originate: one write to Asterisk for both.
+        ring = caller.state != "Up"
+        created, *rung = await gateway.in_order(
+            originate, *([gateway.ring_request(caller.channel_id)] if ring else [])
+        )
         try:
-            created = await gateway.originate(
-                self.dialstring,
-                app_args=f"{CALLEE},{self.id}",
-                channel_id=callee_id,
-                originator=caller.channel_id,
-                # Our ring deadline decides; Asterisk's own only if we are gone meanwhile.
-                timeout=math.ceil(self.ring_timeout) + ORIGINATE_BACKSTOP,
-            )
-            self.legs[CALLEE].name = created.get("name", "")
+            if isinstance(created, Exception):
+                raise created
+            self.legs[CALLEE].name = str(created.get("name", "")) if created else ""
         except Gone:
             await self._end()
             return
@@ -329,8 +338,8 @@ class Call:
             await self._fail("CONGESTION")
             return
         self.ring_deadline = asyncio.get_running_loop().time() + self.ring_timeout
-        if caller.state != "Up":
-            await self.safely(gateway.ring(caller.channel_id))
+        for outcome in rung:
+            self.note_refusal(outcome)
         caller.identity, caller.metaflows = await self.owner_of(snapshot)
         logger.info("call %s: %s → %s", self.id, caller.name, self.dialstring)
 
@@ -420,32 +429,37 @@ class Call:
         gateway = self.engine.gateway_or_raise()
         caller, callee = self.legs[CALLER], self.legs[CALLEE]
         callee.state = "Up"
-        step = "answer the caller"
-        try:
-            if caller.state != "Up":
-                await gateway.answer(caller.channel_id)
-                caller.state = "Up"
-            # Whose digits the bridge absorbs depends on the collectors: know them first.
-            callee.identity, callee.metaflows = await self.owner_of(snapshot)
-            self.build_collectors()
-            step = "bridge the call"
-            bridge_id = f"mf-{self.id}"
-            self.engine.track_bridge(bridge_id, self)
-            self.bridge_id = bridge_id  # set first: a create that timed out is still cleaned up
-            await gateway.create_bridge(BRIDGE_TYPES, bridge_id)
-            await self.join_bridge(bridge_id, (CALLER, CALLEE))
-        except Gone:
-            return  # a leg left meanwhile; its hangup event ends the call
-        except (AriError, AriUnavailable) as exc:
-            # Asterisk refused or is overloaded: like a Dial() that could not connect, the
-            # callee is hung up and the caller goes on in the dialplan, never left in Stasis.
-            logger.warning("call %s: cannot %s: %s", self.id, step, exc)
-            await self._fail("CONGESTION")
-            if isinstance(exc, AriUnavailable) and self.bridge_id is not None:
-                # A create that timed out here may still complete in Asterisk after the
-                # destroy in _fail: destroy it once more when that can no longer happen.
-                self.engine.destroy_bridge_later(self.bridge_id)
-            return
+        # Whose digits the bridge absorbs depends on the collectors: know them first.
+        callee.identity, callee.metaflows = await self.owner_of(snapshot)
+        self.build_collectors()
+        bridge_id = f"mf-{self.id}"
+        self.engine.track_bridge(bridge_id, self)
+        self.bridge_id = bridge_id  # set first: a create that timed out is still cleaned up
+        # Answer, bridge, join: one write to Asterisk, which runs them in this order.
+        steps: list[tuple[str, AriRequest]] = []
+        if caller.state != "Up":
+            steps.append(("answer the caller", gateway.answer_request(caller.channel_id)))
+        steps.append(("bridge the call", gateway.create_bridge_request(BRIDGE_TYPES, bridge_id)))
+        for absorb, channels in self._bridge_groups(bridge_id, (CALLER, CALLEE), None).items():
+            if channels:
+                add = gateway.add_to_bridge_request(bridge_id, channels, absorb_dtmf=absorb)
+                steps.append(("bridge the call", add))
+        outcomes = await gateway.in_order(*(request for _, request in steps))
+        for (step, _), outcome in zip(steps, outcomes, strict=True):
+            if isinstance(outcome, Gone):
+                return  # a leg left meanwhile; its hangup event ends the call
+            if isinstance(outcome, (AriError, AriUnavailable)):
+                # Asterisk refused or is overloaded: like a Dial() that could not connect, the
+                # callee is hung up and the caller goes on in the dialplan, never left in
+                # Stasis.
+                logger.warning("call %s: cannot %s: %s", self.id, step, outcome)
+                await self._fail("CONGESTION")
+                if isinstance(outcome, AriUnavailable):
+                    # A create that timed out here may still complete in Asterisk after the
+                    # destroy in _fail: destroy it once more when that can no longer happen.
+                    self.engine.destroy_bridge_later(bridge_id)
+                return
+        caller.state = "Up"
         self.phase = CONNECTED
         logger.info("call %s: connected (%s ↔ %s)", self.id, caller.name, callee.name)
 
@@ -494,13 +508,18 @@ class Call:
         if not leg.party:
             return
         other = self.legs.get(self.other(role))
-        gateway = self.engine.gateway
-        if gateway is not None and other is not None and not (other.gone or other.released):
-            await self.safely(gateway.hangup(other.channel_id))
-        await self._end()
+        if other is not None and not (other.gone or other.released):
+            await self._end(hang_up=other.channel_id)
+        else:
+            await self._end()
 
-    async def _end(self) -> None:
+    async def _end(self, *, hang_up: str | None = None) -> None:
+        """The call is over: the features end with it, then the other party (``hang_up``) is
+        hung up and the bridge destroyed, in one write to Asterisk."""
+        gateway = self.engine.gateway
         if self.phase is ENDED:
+            if gateway is not None and hang_up is not None:
+                await self.safely(gateway.hangup(hang_up))
             return
         self.phase = ENDED
         for feature in self.engine.features.features:
@@ -508,9 +527,13 @@ class Call:
                 await feature.on_call_end(self)
             except Exception:
                 logger.exception("call %s: %s could not end with the call", self.id, feature.name)
-        gateway = self.engine.gateway
-        if gateway is not None and self.bridge_id is not None:
-            await self.safely(gateway.destroy_bridge(self.bridge_id))
+        if gateway is not None:
+            requests = [gateway.hangup_request(hang_up)] if hang_up is not None else []
+            if self.bridge_id is not None:
+                requests.append(gateway.destroy_bridge_request(self.bridge_id))
+            if requests:
+                for outcome in await gateway.in_order(*requests):
+                    self.note_refusal(outcome)
         logger.info("call %s: ended", self.id)
 
     async def leaving(self, reason: str) -> None:
@@ -527,10 +550,15 @@ class Call:
         """ARI requests racing a hangup: a gone object or an unreachable Asterisk is logged."""
         try:
             await action
-        except (Gone, AriUnavailable) as exc:
-            logger.debug("call %s: %s", self.id, exc)
-        except AriError as exc:
-            logger.info("call %s: Asterisk refused: %s", self.id, exc)
+        except (AriError, AriUnavailable) as exc:
+            self.note_refusal(exc)
+
+    def note_refusal(self, outcome: object) -> None:
+        """``safely`` for one outcome of ``gateway.in_order``: an error is logged, not raised."""
+        if isinstance(outcome, (Gone, AriUnavailable)):
+            logger.debug("call %s: %s", self.id, outcome)
+        elif isinstance(outcome, AriError):
+            logger.info("call %s: Asterisk refused: %s", self.id, outcome)
 
     # -- state changes features ask for (owner task) ------------------------------------------
 
@@ -620,23 +648,27 @@ class Call:
         ``absorb`` names (default: those a collector listens to, ``absorbs``). Safe from a
         flow; raises what the gateway raises."""
 
-        def plan() -> dict[bool, list[str]]:
-            groups: dict[bool, list[str]] = {False: [], True: []}
-            for role in roles:
-                leg = self.legs.get(role)
-                if leg is None or leg.gone:
-                    continue
-                flag = self.absorbs(role) if absorb is None else role in absorb
-                leg.absorbed_in = bridge_id if flag else None
-                leg.bridge = bridge_id  # ChannelEnteredBridge confirms it
-                groups[flag].append(leg.channel_id)
-            return groups
-
-        groups = await self.ask(plan)
+        groups = await self.ask(lambda: self._bridge_groups(bridge_id, roles, absorb))
         gateway = self.engine.gateway_or_raise()
         for flag, channels in groups.items():
             if channels:
                 await gateway.add_to_bridge(bridge_id, channels, absorb_dtmf=flag)
+
+    def _bridge_groups(
+        self, bridge_id: str, roles: Sequence[str], absorb: Collection[str] | None
+    ) -> dict[bool, list[str]]:
+        """The channels of ``roles`` that join ``bridge_id`` without and with absorbDTMF, the
+        legs marked as joining (owner task)."""
+        groups: dict[bool, list[str]] = {False: [], True: []}
+        for role in roles:
+            leg = self.legs.get(role)
+            if leg is None or leg.gone:
+                continue
+            flag = self.absorbs(role) if absorb is None else role in absorb
+            leg.absorbed_in = bridge_id if flag else None
+            leg.bridge = bridge_id  # ChannelEnteredBridge confirms it
+            groups[flag].append(leg.channel_id)
+        return groups
 
     async def _reabsorb(self) -> None:
         """Legs in the call's bridge that a collector now listens to but that joined without

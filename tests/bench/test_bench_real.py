@@ -128,7 +128,51 @@ def test_no_media_leaves_the_audio_out(tmp_path: Path, no_media: bool) -> None:
         assert ("play_pcap_audio" in text) is not no_media
         assert "__MEDIA__" not in text
         assert "__HOLD__" not in text
-    assert args.rounds == 3
+    assert args.rounds == 4
+
+
+def test_rounds_pair_the_paths_and_swap_their_order_every_other_round(tmp_path: Path) -> None:
+    """A drift of the machine's speed within a run must weigh on both paths alike: each
+    code's two paths run side by side, native first in even rounds and app first in odd."""
+    from bench.real import Phase, RealBench, parser, schedule
+
+    bench = RealBench(parser().parse_args([]), tmp_path, asterisk_pid=1)
+    assert bench.codes == {False, True}
+    phases = [Phase(path, code) for code in (False, True) for path in bench.paths]
+    assert [p.key for p in schedule(phases, 0)] == [
+        ("native", False),
+        ("app", False),
+        ("native", True),
+        ("app", True),
+    ]
+    assert [p.key for p in schedule(phases, 1)] == [
+        ("app", False),
+        ("native", False),
+        ("app", True),
+        ("native", True),
+    ]
+    assert bench.args.rounds % 2 == 0  # as many rounds with each path first
+    assert RealBench(parser().parse_args(["--codes", "none"]), tmp_path, 1).codes == {False}
+    assert RealBench(parser().parse_args(["--no-media"]), tmp_path, 1).codes == {False}
+
+
+def test_each_rounds_ratio_is_reported_next_to_the_pooled_one(tmp_path: Path) -> None:
+    from bench.real import Phase, RealBench, parser
+
+    bench = RealBench(parser().parse_args(["--codes", "none"]), tmp_path, asterisk_pid=1)
+    native, app = Phase("native", False), Phase("app", False)
+    # (Asterisk s, service s, calls): the app's service CPU counts, the bench's own does not
+    native.rounds = [(4.0, 0.1, 40), (4.4, 0.1, 40)]
+    app.rounds = [(4.0, 0.4, 40), (4.2, 0.2, 40)]
+    for phase in (native, app):
+        phase.ok_calls = sum(calls for _, _, calls in phase.rounds)
+        phase.asterisk_s = sum(cpu for cpu, _, _ in phase.rounds)
+        phase.service_s = sum(cpu for _, cpu, _ in phase.rounds)
+    bench.phases = [native, app]
+    ratios = bench.ratios()
+    assert ratios["rounds_without_code"] == [1.1, 1.0]
+    assert ratios["without_code"] == round(8.8 / 8.4, 3)
+    assert ratios["service_share_without_code"] == round(0.6 / 8.2, 3)
 
 
 async def test_a_phase_ends_only_once_asterisk_is_idle_again(tmp_path: Path) -> None:

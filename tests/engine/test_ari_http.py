@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from ari_metaflows.ari.gateway import AriGateway, AriTimeouts, AriUnavailable
+from ari_metaflows.ari.gateway import AriError, AriGateway, AriTimeouts, AriUnavailable, Gone
 from ari_metaflows.ari.gateway import _HeaderAuthHttpClient as HeaderAuthHttpClient
 from ari_metaflows.ari.http import KeepAliveClient
 
@@ -193,6 +193,91 @@ async def test_the_pool_limit_holds_requests_back_and_counts_against_their_timeo
     assert server.connections == 2
 
 
+async def test_a_batch_goes_out_in_one_write_and_its_answers_come_back_in_order() -> None:
+    reads: list[bytes] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        data = await reader.read(65536)  # everything the client wrote, in one read
+        reads.append(data)
+        assert data.count(b" HTTP/1.1\r\n") == 3
+        # Answered one by one, as Asterisk does: a body, a chunked body, an empty answer.
+        writer.write(b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"a":1}')
+        await writer.drain()
+        await asyncio.sleep(0.01)
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\n[]\r\n0\r\n\r\n"
+            b"HTTP/1.1 204 No Content\r\n\r\n"
+        )
+        while True:
+            await server.read_request(reader)
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server) as client:
+        outcomes = await client.request_many(
+            [
+                ("POST", "/ari/channels/a/answer", b"", ""),
+                ("POST", "/ari/bridges?bridgeId=b", b"", ""),
+                ("POST", "/ari/bridges/b/addChannel?channel=a", b"", ""),
+            ]
+        )
+        assert [(o.status, o.body) for o in outcomes if not isinstance(o, Exception)] == [
+            (200, b'{"a":1}'),
+            (200, b"[]"),
+            (204, b""),
+        ]
+        assert (await client.request("GET", "/ari/bridges")).body == b"{}"  # reused after
+    assert server.connections == 1
+    assert [line.split(b" ")[1] for line in reads[0].split(b"\r\n") if b"HTTP/1.1" in line] == [
+        b"/ari/channels/a/answer",
+        b"/ari/bridges?bridgeId=b",
+        b"/ari/bridges/b/addChannel?channel=a",
+    ]
+
+
+async def test_a_batch_cut_short_by_the_server_fails_only_what_was_not_answered() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        writer.write(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+
+    async with Server(handler) as server, client_for(server) as client:
+        first, second, third = await client.request_many(
+            [("POST", f"/ari/channels/c{n}/hangup", b"", "") for n in range(3)]
+        )
+        assert not isinstance(first, Exception)
+        assert first.status == 204
+        assert isinstance(second, ConnectionResetError)
+        assert isinstance(third, ConnectionResetError)
+        # Not sent again: the server may have read them before it closed.
+    assert server.connections == 1
+
+
+async def test_a_batch_on_a_connection_the_server_dropped_is_sent_again_whole() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
+        await server.read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if n == 1:
+            await reader.read(1)  # the idle connection dropped as the batch arrives
+            return
+        while True:
+            await server.read_request(reader)
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server) as client:
+        assert (await client.request("GET", "/ari/bridges")).status == 200
+        outcomes = await client.request_many(
+            [("POST", "/ari/x", b"", ""), ("POST", "/ari/y", b"", "")]
+        )
+        assert [getattr(o, "status", o) for o in outcomes] == [200, 200]
+    assert server.connections == 2
+    assert [r.split(b"\r\n")[0] for r in server.requests] == [
+        b"GET /ari/bridges HTTP/1.1",
+        b"POST /ari/x HTTP/1.1",
+        b"POST /ari/y HTTP/1.1",
+    ]
+
+
 async def test_the_gateway_reports_an_unreachable_asterisk_as_unavailable() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
         await server.read_request(reader)  # and hang up without an answer
@@ -212,32 +297,104 @@ async def test_the_gateway_reports_an_unreachable_asterisk_as_unavailable() -> N
 
 
 class _Declared:
-    def __init__(self) -> None:
-        self.uri = "http://127.0.0.1:1/ari/channels/{channelId}/answer"
+    def __init__(self, method: str, path: str, nickname: str, params: dict[str, str]) -> None:
+        self.uri = f"http://127.0.0.1:1/ari{path}"
         self.json = {
-            "httpMethod": "POST",
-            "nickname": "answer",
-            "parameters": [{"name": "channelId", "paramType": "path", "required": True}],
+            "httpMethod": method,
+            "nickname": nickname,
+            "parameters": [
+                {"name": name, "paramType": kind, "required": kind == "path"}
+                for name, kind in params.items()
+            ],
         }
 
 
+_DECLARED = {
+    "channels": {
+        "answer": ("POST", "/channels/{channelId}/answer", {"channelId": "path"}),
+        "hangup": (
+            "DELETE",
+            "/channels/{channelId}",
+            {"channelId": "path", "reason": "query"},
+        ),
+    },
+    "bridges": {
+        "addChannel": (
+            "POST",
+            "/bridges/{bridgeId}/addChannel",
+            {"bridgeId": "path", "channel": "query", "absorbDTMF": "query"},
+        ),
+        "destroy": ("DELETE", "/bridges/{bridgeId}", {"bridgeId": "path"}),
+    },
+}
+
+
 class _Api:
+    def __init__(self, resource: str) -> None:
+        self.resource = resource
+
     def get_operation(self, name: str) -> _Declared | None:
-        return _Declared() if name == "answer" else None
+        found = _DECLARED[self.resource].get(name)
+        return _Declared(found[0], found[1], name, found[2]) if found else None
 
 
 class _Repository:
-    api = _Api()
+    def __init__(self, resource: str) -> None:
+        self.api = _Api(resource)
 
 
 class _NoSwagger:
     """What the gateway reads of aioari's client: the declared operations."""
 
     def __init__(self, port: int) -> None:
-        self.repositories = {"channels": _Repository()}
+        self.repositories = {name: _Repository(name) for name in _DECLARED}
 
     async def close(self) -> None:
         return None
+
+
+async def test_the_gateway_turns_each_answer_of_a_batch_into_its_outcome() -> None:
+    answers = [
+        b"HTTP/1.1 204 No Content\r\n\r\n",
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}",
+        b'HTTP/1.1 400 Bad Request\r\nContent-Length: 33\r\n\r\n{"message": "Channel not found"}\n',
+        b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 2\r\n\r\n{}",
+    ]
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        for answer in answers:
+            await server.read_request(reader)
+            writer.write(answer)
+
+    async with Server(handler) as server:
+        gateway = AriGateway(
+            client=_NoSwagger(server.port),
+            http=_http(),
+            app="metaflows",
+            base_url=f"http://127.0.0.1:{server.port}",
+        )
+        try:
+            answered, hung_up, added, destroyed = await gateway.in_order(
+                gateway.answer_request("a"),
+                gateway.hangup_request("b"),  # already gone: fine
+                gateway.add_to_bridge_request("br", ["a"], absorb_dtmf=True),
+                gateway.destroy_bridge_request("br"),
+            )
+        finally:
+            await gateway.close()
+    assert answered is None
+    assert hung_up is None
+    assert isinstance(added, Gone)  # the channel left meanwhile
+    assert isinstance(destroyed, AriError)
+    assert not isinstance(destroyed, Gone)
+    assert destroyed.status == 500
+    assert gateway.requests == 4
+    assert [r.split(b"\r\n")[0] for r in server.requests] == [
+        b"POST /ari/channels/a/answer HTTP/1.1",
+        b"DELETE /ari/channels/b?reason=normal HTTP/1.1",
+        b"POST /ari/bridges/br/addChannel?channel=a&absorbDTMF=true HTTP/1.1",
+        b"DELETE /ari/bridges/br HTTP/1.1",
+    ]
 
 
 def _http() -> HeaderAuthHttpClient:

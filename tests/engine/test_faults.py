@@ -223,6 +223,38 @@ async def test_asterisk_too_slow_while_setting_up_sends_the_caller_on(
     await wait_until(lambda: not driver.sim.core.bridges, timeout=3)
 
 
+@pytest.mark.parametrize(
+    "refused",
+    [
+        "/ari/channels/[^/]+/answer",
+        "/ari/bridges",
+        "/ari/bridges/[^/]+/addChannel",
+    ],
+)
+async def test_asterisk_refusing_a_set_up_step_sends_the_caller_on(
+    service: Service, refused: str
+) -> None:
+    """Answer, bridge and join go to Asterisk in one write (ARI requests in order on one
+    connection): a refusal of any of them, not only the first, sends the caller on with
+    CONGESTION and hangs up the callee, and whatever the batch did create (the bridge, when
+    only the answer was refused) is destroyed with the call."""
+    driver = sim_only(service.driver)
+    driver.sim.core.garbled["POST", refused] = (500, '{"message": "Internal Server Error"}')
+    alice = driver.add_phone("alice")
+    bob = driver.add_phone("bob")
+    await driver.call(alice, bob)
+    channel = alice.phone.channel
+    await bob.answer()
+    await alice.wait_idle(timeout=5)
+    assert channel is not None
+    assert channel.variables["METAFLOWS_DIALSTATUS"] == "CONGESTION"
+    await service.wait_no_calls()
+    await bob.wait_idle(timeout=5)
+    made = [(m, p) for m, p, _ in driver.sim.core.requests if m == "POST" and "/bridges" in p]
+    assert made, "the bridge was asked for with the answer"
+    await wait_until(lambda: not driver.sim.core.bridges, timeout=3)
+
+
 async def test_owner_variables_unreadable_the_call_still_connects(service: Service) -> None:
     """Without channelvars in ari.conf the owner is read variable by variable; when Asterisk
     is too slow to answer those reads the call connects all the same, without metaflows."""
