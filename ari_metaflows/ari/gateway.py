@@ -3,9 +3,9 @@
 Why a facade: aioari (0.10.2) is unmaintained and untyped, wants booleans as strings, breaks on
 ``None`` parameters, puts Basic credentials in the websocket URL and has no reconnect. Here:
 credentials go in an ``Authorization`` header on every request and on the websocket, the
-websocket has a heartbeat and a short close timeout (Asterisk never answers close frames),
-requests have explicit timeouts, and a 404 (or a bridge's 400 "Channel not found") becomes
-``Gone`` — a channel hanging up while we act on it is normal.
+event websocket is our own reader with a heartbeat (events_socket.py), requests have explicit
+timeouts and may go several in one write (``in_order``), and a 404 (or a bridge's 400 "Channel
+not found") becomes ``Gone`` — a channel hanging up while we act on it is normal.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from ..errors import AriError as AriError
 from ..errors import AriUnavailable as AriUnavailable
 from ..errors import Gone as Gone
 from ..metrics import mark_ari_request
+from .events_socket import EventSocket, open_event_socket
 from .http import HttpAnswer, KeepAliveClient
 from .stored_file import open_stored_file
 
@@ -40,7 +41,6 @@ class AriTimeouts:
     connect: float = 5.0
     request: float = 5.0
     heartbeat: float = 10.0
-    websocket_close: float = 1.0
 
 
 class _HeaderAuthHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
@@ -49,7 +49,7 @@ class _HeaderAuthHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
     def __init__(self, username: str, password: str, timeouts: AriTimeouts) -> None:
         # Not calling the parent constructor: it builds a session with the removed loop=.
         self.authenticator = None
-        self.websockets: set[aiohttp.ClientWebSocketResponse] = set()
+        self.websockets: set[EventSocket] = set()
         self.timeouts = timeouts
         self.session = aiohttp.ClientSession(
             headers={"Authorization": aiohttp.encode_basic_auth(username, password)},
@@ -58,21 +58,9 @@ class _HeaderAuthHttpClient(AsynchronousHttpClient):  # type: ignore[misc]
             timeout=aiohttp.ClientTimeout(total=timeouts.request, sock_connect=timeouts.connect),
         )
 
-    async def ws_connect(
-        self, url: str, params: Mapping[str, Any] | None = None
-    ) -> aiohttp.ClientWebSocketResponse:
-        ws = await self.session.ws_connect(
-            url,
-            params={k: str(v) for k, v in (params or {}).items()},
-            heartbeat=self.timeouts.heartbeat,
-            timeout=aiohttp.ClientWSTimeout(ws_close=self.timeouts.websocket_close),
-        )
-        self.websockets.add(ws)
-        return ws
-
     async def close(self) -> None:
-        for ws in list(self.websockets):
-            await ws.close()
+        for socket in list(self.websockets):
+            socket.close()
         await self.session.close()
 
 
@@ -184,7 +172,7 @@ class AriGateway:
         return cls(client, http, app, base_url)
 
     @property
-    def websockets(self) -> set[aiohttp.ClientWebSocketResponse]:
+    def websockets(self) -> set[EventSocket]:
         """The open event websockets (one while ``run_events`` runs)."""
         return self._http.websockets
 
@@ -192,23 +180,24 @@ class AriGateway:
         """Open the event websocket for our app and hand every event to ``receive`` until it
         closes. Our own reader, not aioari's ``Client.run``: that one formats a debug line and
         copies its listener lists for every event, and awaits each listener."""
-        url = self._operation("events", "eventWebsocket").uri
-        ws = await self._http.ws_connect(re.sub("^http", "ws", url), params={"app": self.app})
-        loads = json.loads
+        path = urllib.parse.urlsplit(self._operation("events", "eventWebsocket").uri).path
+        rest = self._rest
+        socket = await open_event_socket(
+            rest.host,
+            rest.port,
+            f"{path}?app={_quote(self.app)}",
+            authorization=self._http.session.headers["Authorization"],
+            receive=receive,
+            timeout=self._http.timeouts.connect,
+            heartbeat=self._http.timeouts.heartbeat,
+            tls=rest.tls,
+        )
+        self._http.websockets.add(socket)
         try:
-            async for message in ws:
-                if message.type is not aiohttp.WSMsgType.TEXT:
-                    continue
-                try:
-                    event = loads(message.data)
-                except ValueError:
-                    logger.error("ignoring an event that is not JSON")
-                    continue
-                if isinstance(event, dict) and "type" in event:
-                    receive(event)
+            await socket.wait_closed()
         finally:
-            self._http.websockets.discard(ws)
-            await ws.close()
+            self._http.websockets.discard(socket)
+            socket.close()
 
     @property
     def timeouts(self) -> AriTimeouts:

@@ -1,0 +1,290 @@
+"""The event websocket reader (ari/events_socket.py) against real websocket servers on loopback:
+aiohttp's for what a well-behaved server does, a scripted one for what a broken one does."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from ari_metaflows.ari.events_socket import (
+    EventSocket,
+    WebSocketRefused,
+    accept_key,
+    open_event_socket,
+)
+
+WsHandler = Callable[[web.WebSocketResponse], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def ws_server(
+    handler: WsHandler, *, status: int = 101, seen: list[web.Request] | None = None
+) -> AsyncIterator[int]:
+    """An aiohttp websocket server on loopback; its port. ``status`` other than 101 refuses."""
+
+    async def serve(request: web.Request) -> web.StreamResponse:
+        if seen is not None:
+            seen.append(request)
+        if status != 101:
+            return web.Response(status=status, text="no")
+        ws = web.WebSocketResponse(autoping=False)
+        await ws.prepare(request)
+        await handler(ws)
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/ari/events", serve)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        assert site._server is not None
+        yield int(site._server.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
+    finally:
+        await runner.cleanup()
+
+
+async def connect(
+    port: int, received: list[dict[str, Any]], heartbeat: float | None = None
+) -> EventSocket:
+    return await open_event_socket(
+        "127.0.0.1",
+        port,
+        "/ari/events?app=metaflows",
+        authorization="Basic dTpw",
+        receive=received.append,
+        timeout=2.0,
+        heartbeat=heartbeat,
+    )
+
+
+async def test_events_arrive_in_order_whole_and_only_json_objects_with_a_type(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    big = {"type": "Big", "pad": "x" * 70_000}  # a 64-bit length
+
+    async def handler(ws: web.WebSocketResponse) -> None:
+        await ws.send_str(json.dumps({"type": "StasisStart", "n": 1}))
+        await ws.send_str("not json")
+        await ws.send_bytes(b'{"type": "Binary"}')  # ignored, as before
+        await ws.send_str(json.dumps(["no", "type"]))
+        await ws.send_str(json.dumps({"type": "Mid", "pad": "y" * 300}))  # a 16-bit length
+        await ws.send_str(json.dumps(big))
+        await ws.close()
+
+    received: list[dict[str, Any]] = []
+    seen: list[web.Request] = []
+    async with ws_server(handler, seen=seen) as port:
+        socket = await connect(port, received)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    assert [e["type"] for e in received] == ["StasisStart", "Mid", "Big"]
+    assert received[2] == big
+    assert "ignoring an event that is not JSON" in caplog.text
+    assert seen[0].headers["Authorization"] == "Basic dTpw"
+    assert seen[0].query["app"] == "metaflows"
+
+
+RawScript = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+def frame(opcode: int, payload: bytes, *, final: bool = True) -> bytes:
+    """A server's frame: unmasked."""
+    assert len(payload) < 126
+    return bytes([(0x80 if final else 0) | opcode, len(payload)]) + payload
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """A client's frame: masked (small ones only)."""
+    first, second = await reader.readexactly(2)
+    assert second & 0x80, "a client's frames are masked"
+    mask = await reader.readexactly(4)
+    payload = await reader.readexactly(second & 0x7F)
+    return first & 0x0F, bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
+@contextlib.asynccontextmanager
+async def raw_server(script: RawScript, *, accept: str | None = None) -> AsyncIterator[int]:
+    """A scripted websocket server: it answers the upgrade (with ``accept`` if given, else
+    the right key), then runs ``script``."""
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        tasks.add(task)
+        head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1")
+        key = next(
+            line.split(":", 1)[1].strip()
+            for line in head.split("\r\n")
+            if line.lower().startswith("sec-websocket-key:")
+        )
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + f"Sec-WebSocket-Accept: {accept or accept_key(key)}\r\n\r\n".encode()
+        )
+        try:
+            await script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
+
+
+async def test_a_fragmented_message_is_joined_and_pings_are_answered() -> None:
+    pongs: list[bytes] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(frame(0x1, b'{"type": "Fr', final=False))
+        writer.write(frame(0x9, b"hi"))  # a ping between the fragments
+        writer.write(frame(0x0, b'ag", "n": 2}'))
+        opcode, payload = await read_frame(reader)
+        assert opcode == 0xA
+        pongs.append(payload)
+        writer.write(frame(0x8, b"\x03\xe8"))  # close, 1000
+        opcode, payload = await read_frame(reader)
+        assert (opcode, payload) == (0x8, b"\x03\xe8")  # answered
+        await reader.read()
+
+    received: list[dict[str, Any]] = []
+    async with raw_server(script) as port:
+        socket = await connect(port, received)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    assert received == [{"type": "Frag", "n": 2}]
+    assert pongs == [b"hi"]
+
+
+async def test_a_silent_connection_is_pinged_then_dropped() -> None:
+    pinged = asyncio.Event()
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        opcode, _ = await read_frame(reader)
+        assert opcode == 0x9
+        pinged.set()
+        await asyncio.sleep(10)  # never answers: a peer that is gone
+
+    async with raw_server(script) as port:
+        socket = await connect(port, [], heartbeat=0.2)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await asyncio.wait_for(socket.wait_closed(), 5)
+        assert pinged.is_set()
+        assert 0.25 <= loop.time() - started < 2.0
+
+
+async def test_a_connection_that_talks_is_not_pinged() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for n in range(8):
+            writer.write(frame(0x1, json.dumps({"type": "Tick", "n": n}).encode()))
+            await asyncio.sleep(0.05)
+        writer.write(frame(0x8, b"\x03\xe8"))
+        opcode, _ = await read_frame(reader)  # the answer to the close, no ping before it
+        assert opcode == 0x8
+
+    received: list[dict[str, Any]] = []
+    async with raw_server(script) as port:
+        socket = await connect(port, received, heartbeat=0.1)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    assert [e["n"] for e in received] == list(range(8))
+
+
+async def test_our_close_says_goodbye_without_waiting() -> None:
+    goodbye: list[tuple[int, bytes]] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        goodbye.append(await read_frame(reader))
+        await asyncio.sleep(10)  # like Asterisk: no answer to a close frame
+
+    async with raw_server(script) as port:
+        socket = await connect(port, [])
+        socket.close()
+        await asyncio.wait_for(socket.wait_closed(), 1)
+        assert socket.closed
+        for _ in range(100):
+            if goodbye:
+                break
+            await asyncio.sleep(0.01)
+    assert goodbye == [(0x8, b"\x03\xe8")]
+
+
+async def test_a_refused_upgrade_says_its_status() -> None:
+    async def never(ws: web.WebSocketResponse) -> None:
+        raise AssertionError("not upgraded")
+
+    async with ws_server(never, status=401) as port:
+        with pytest.raises(WebSocketRefused) as refused:
+            await connect(port, [])
+    assert refused.value.status == 401
+
+
+async def test_an_upgrade_with_a_wrong_accept_key_is_no_websocket() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+
+    async with raw_server(script, accept="d3Jvbmc=") as port:
+        with pytest.raises(ConnectionError, match="accept key"):
+            await connect(port, [])
+
+
+async def test_a_masked_frame_from_the_server_drops_the_connection(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(bytes([0x81, 0x80 | 2]) + b"\x00\x00\x00\x00{}")
+        await reader.read()
+
+    received: list[dict[str, Any]] = []
+    caplog.set_level(logging.ERROR)
+    async with raw_server(script) as port:
+        socket = await connect(port, received)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    assert not received
+    assert "a frame no server sends" in caplog.text
+
+
+async def test_no_answer_to_the_upgrade_within_the_timeout() -> None:
+    done = asyncio.Event()
+    handlers: list[asyncio.Future[None]] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        ended = asyncio.get_running_loop().create_future()
+        handlers.append(ended)
+        await done.wait()  # silent until the test is over
+        writer.close()
+        ended.set_result(None)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = int(server.sockets[0].getsockname()[1])
+    try:
+        with pytest.raises(TimeoutError):
+            await open_event_socket(
+                "127.0.0.1",
+                port,
+                "/ari/events?app=metaflows",
+                authorization="Basic dTpw",
+                receive=lambda event: None,
+                timeout=0.2,
+                heartbeat=None,
+            )
+    finally:
+        server.close()
+        done.set()
+        await asyncio.gather(*handlers)
+        await server.wait_closed()
