@@ -311,8 +311,8 @@ class Call:
             # Our ring deadline decides; Asterisk's own only if we are gone meanwhile.
             timeout=math.ceil(self.ring_timeout) + ORIGINATE_BACKSTOP,
         )
-        # The caller hears ringing at once (as before the callee's own ringing is known),
-        # sent with the originate: one write to Asterisk for both.
+        # The caller hears ringing at once, without waiting for the callee's own ringing; the
+        # ring goes with the originate, one write to Asterisk for both.
         ring = caller.state != "Up"
         created, *rung = await gateway.in_order(
             originate, *([gateway.ring_request(caller.channel_id)] if ring else [])
