@@ -128,7 +128,7 @@ def test_no_media_leaves_the_audio_out(tmp_path: Path, no_media: bool) -> None:
         assert ("play_pcap_audio" in text) is not no_media
         assert "__MEDIA__" not in text
         assert "__HOLD__" not in text
-    assert args.rounds == 4
+    assert args.rounds == 6
 
 
 def test_rounds_pair_the_paths_and_swap_their_order_every_other_round(tmp_path: Path) -> None:
