@@ -139,17 +139,13 @@ def test_rounds_pair_the_paths_and_swap_their_order_every_other_round(tmp_path: 
     bench = RealBench(parser().parse_args([]), tmp_path, asterisk_pid=1)
     assert bench.codes == {False, True}
     phases = [Phase(path, code) for code in (False, True) for path in bench.paths]
-    assert [p.key for p in schedule(phases, 0)] == [
-        ("native", False),
-        ("app", False),
-        ("native", True),
-        ("app", True),
+    assert [[p.key for p in pair] for pair in schedule(phases, 0)] == [
+        [("native", False), ("app", False)],
+        [("native", True), ("app", True)],
     ]
-    assert [p.key for p in schedule(phases, 1)] == [
-        ("app", False),
-        ("native", False),
-        ("app", True),
-        ("native", True),
+    assert [[p.key for p in pair] for pair in schedule(phases, 1)] == [
+        [("app", False), ("native", False)],
+        [("app", True), ("native", True)],
     ]
     assert bench.args.rounds % 2 == 0  # as many rounds with each path first
     assert RealBench(parser().parse_args(["--codes", "none"]), tmp_path, 1).codes == {False}
@@ -173,6 +169,40 @@ def test_each_rounds_ratio_is_reported_next_to_the_pooled_one(tmp_path: Path) ->
     assert ratios["rounds_without_code"] == [1.1, 1.0]
     assert ratios["without_code"] == round(8.8 / 8.4, 3)
     assert ratios["service_share_without_code"] == round(0.6 / 8.2, 3)
+
+
+async def test_a_pair_measured_while_the_host_was_busy_is_measured_again(
+    tmp_path: Path,
+) -> None:
+    """Steal inflates a phase's CPU per call: a pair with a phase over --max-steal is run
+    again and only the clean run counts, within a budget of --rounds re-runs."""
+    from bench.real import Measured, Phase, RealBench, parser
+
+    args = parser().parse_args(["--codes", "none", "--rounds", "2", "--no-warmup"])
+    bench = RealBench(args, tmp_path, asterisk_pid=1)
+    # Steal of each phase run, in order: round 0's pair busy twice, then clean; round 1's
+    # busy, but the budget (2) is spent: kept as it is.
+    steals = iter([0.01, 0.09, 0.20, 0.0, 0.01, 0.02, 0.0, 0.30])
+    ran: list[tuple[str, float]] = []
+
+    async def run_phase(phase: Phase, **_: object) -> Measured:
+        stolen = next(steals)
+        ran.append((phase.path, stolen))
+        cost = 4.0 * (1 + 3 * stolen)  # a busy host: more CPU for the same calls
+        return Measured(40, 40, cost, 0.2, 10.0, 560, 320, stolen, started=0.0)
+
+    bench.run_phase = run_phase  # type: ignore[method-assign]
+    results = await bench.run()
+    assert results["measured_again"] == 2  # the budget: --rounds
+    native, app = bench.phases
+    assert native.stolen == [0.01, 0.30]  # what counted
+    assert app.stolen == [0.02, 0.0]
+    assert [path for path, _ in ran] == ["native", "app"] * 3 + ["app", "native"]
+    assert native.ok_calls == app.ok_calls == 80
+    assert results["ratios"]["rounds_without_code"] == [
+        round((4.0 * 1.06 + 0.2) / (4.0 * 1.03), 3),
+        round((4.0 + 0.2) / (4.0 * 1.9), 3),
+    ]
 
 
 async def test_a_phase_ends_only_once_asterisk_is_idle_again(tmp_path: Path) -> None:
