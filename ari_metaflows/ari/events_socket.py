@@ -7,9 +7,10 @@ service. Here frames are parsed as the bytes arrive and each text message is dec
 to ``receive`` in the same callback. aiohttp still opens ARI's other websockets and downloads.
 
 What Asterisk sends: one unmasked text frame per event (fragments are joined all the same),
-pings (answered), a close frame (answered, then the connection ends). Our heartbeat: when
-nothing arrived for ``heartbeat`` seconds we ping, and a connection still silent half a
-heartbeat later is dropped, which ends ``wait_closed`` (the caller reconnects).
+pings (answered), a close frame (answered, then the connection ends). Our heartbeat ticks every
+``heartbeat`` seconds: a tick with nothing arrived since the one before sends a ping, and a
+connection still silent half a heartbeat after the ping is dropped, which ends
+``wait_closed`` (the caller reconnects).
 
 Errors while opening: ``WebSocketRefused`` (with ``status``: Asterisk answered the upgrade with
 401, 404…), ``OSError`` / ``TimeoutError`` (not reachable, no answer within ``timeout``),
@@ -145,7 +146,7 @@ class EventSocket(asyncio.Protocol):
             self.transport.write(client_frame(_PING))
             self._heartbeat = loop.call_later(interval / 2, self._beat, interval)
         else:
-            logger.warning("ARI websocket: no answer to a ping within %.1f s", interval * 1.5)
+            logger.warning("ARI websocket: no answer to a ping within %.1f s", interval / 2)
             self.transport.abort()
 
     # -- reading -------------------------------------------------------------------------------
@@ -268,21 +269,23 @@ async def open_event_socket(
         f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
         f"Authorization: {authorization}\r\n\r\n"
     ).encode("latin-1")
-    socket: EventSocket | None = None
+    made: list[EventSocket] = []
+
+    def protocol() -> EventSocket:
+        made.append(EventSocket(receive, request, key))
+        return made[0]
+
     try:
         async with asyncio.timeout(timeout):
-            _, socket = await loop.create_connection(
-                lambda: EventSocket(receive, request, key),
-                host,
-                port,
-                ssl=ssl.create_default_context() if tls else None,
+            await loop.create_connection(
+                protocol, host, port, ssl=ssl.create_default_context() if tls else None
             )
-            await socket.opened
+            await made[0].opened
     except BaseException:
-        if socket is not None:
+        for socket in made:
             socket.opened.cancel()  # nobody waits for it any more
             if socket.transport is not None:
                 socket.transport.abort()
         raise
-    socket.start_heartbeat(heartbeat)
-    return socket
+    made[0].start_heartbeat(heartbeat)
+    return made[0]

@@ -268,6 +268,8 @@ class AriGateway:
         caller decides what a failure means for the rest. One write and one wake-up of
         Asterisk's HTTP thread instead of one each (on loopback, a write costs more CPU than
         the request's handling)."""
+        if not requests:
+            return []
         for _ in requests:
             mark_ari_request()
         self.requests += len(requests)

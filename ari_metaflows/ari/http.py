@@ -141,12 +141,16 @@ class _Connection(asyncio.Protocol):
         of a long body."""
         buffer = self._buffer
         head = self._head
-        if head is None:
-            head = self._head = _parse_head(buffer)
+        while head is None:
+            head = _parse_head(buffer)
             if head is None:
                 return None
+            if 100 <= head[0] < 200:  # an interim answer (100 Continue, 103): the real one follows
+                del buffer[: head[5]]
+                head = None
+        self._head = head
         status, reason, length, chunked, keep_alive, start = head
-        if status in (204, 304) or 100 <= status < 200:
+        if status in (204, 304):
             body, end = b"", start
         elif chunked:
             parsed = _dechunk(buffer, start)
@@ -277,18 +281,22 @@ class KeepAliveClient:
         the error that stopped it (OSError, TimeoutError: those behind a broken one fail too)."""
         if self.closed:
             raise ConnectionError("client closed")
+        if not requests:
+            return []
         data = [self._encode(*request) for request in requests]
+        # Each request keeps the time it had alone: Asterisk runs them one after the other.
+        timeout = self.request_timeout * len(data)
         task = asyncio.current_task()
         assert task is not None
         if task in self._deadlines:  # one request at a time per task; a nested one is exact
-            async with asyncio.timeout(self.request_timeout):
+            async with asyncio.timeout(timeout):
                 return await self._send(data)
-        self._watch(task)
+        self._watch(task, timeout)
         try:
             return await self._send(data)
         except asyncio.CancelledError:
             if task in self._expired and task.uncancel() == 0:
-                raise TimeoutError(f"no answer from ARI within {self.request_timeout} s") from None
+                raise TimeoutError(f"no answer from ARI within {timeout:g} s") from None
             raise
         finally:
             self._deadlines.pop(task, None)
@@ -317,6 +325,8 @@ class KeepAliveClient:
                 except _StaleConnection:
                     self._discard(connection)
                     _forget(waiters)
+                    if self.closed:
+                        raise ConnectionError("client closed") from None
                     continue
                 except BaseException:
                     self._discard(connection)  # cancelled mid-answer
@@ -329,11 +339,11 @@ class KeepAliveClient:
                 return outcomes
         raise ConnectionResetError("ARI closed the connection twice before answering")
 
-    def _watch(self, task: asyncio.Task[Any]) -> None:
+    def _watch(self, task: asyncio.Task[Any], timeout: float) -> None:
         """The task's request ends with TimeoutError once its deadline has passed: at most a
         sweep interval (a twentieth of the timeout, ≤ 0.25 s) late."""
         loop = asyncio.get_running_loop()
-        self._deadlines[task] = loop.time() + self.request_timeout
+        self._deadlines[task] = loop.time() + timeout
         if self._sweeper is None:
             self._sweeper = loop.call_later(self._interval, self._sweep)
 

@@ -320,7 +320,9 @@ class Call:
         try:
             if isinstance(created, Exception):
                 raise created
-            self.legs[CALLEE].name = str(created.get("name", "")) if created else ""
+            self.legs[CALLEE].name = (
+                str(created.get("name", "")) if isinstance(created, dict) else ""
+            )
         except Gone:
             await self._end()
             return
@@ -514,19 +516,15 @@ class Call:
             await self._end()
 
     async def _end(self, *, hang_up: str | None = None) -> None:
-        """The call is over: the features end with it, then the other party (``hang_up``) is
-        hung up and the bridge destroyed, in one write to Asterisk."""
+        """The call is over: the other party (``hang_up``) is hung up and the bridge destroyed,
+        in one write to Asterisk, then the features end with the call (none needs the bridge;
+        a recording listens through its snoop channel)."""
         gateway = self.engine.gateway
         if self.phase is ENDED:
             if gateway is not None and hang_up is not None:
                 await self.safely(gateway.hangup(hang_up))
             return
         self.phase = ENDED
-        for feature in self.engine.features.features:
-            try:
-                await feature.on_call_end(self)
-            except Exception:
-                logger.exception("call %s: %s could not end with the call", self.id, feature.name)
         if gateway is not None:
             requests = [gateway.hangup_request(hang_up)] if hang_up is not None else []
             if self.bridge_id is not None:
@@ -534,6 +532,11 @@ class Call:
             if requests:
                 for outcome in await gateway.in_order(*requests):
                     self.note_refusal(outcome)
+        for feature in self.engine.features.features:
+            try:
+                await feature.on_call_end(self)
+            except Exception:
+                logger.exception("call %s: %s could not end with the call", self.id, feature.name)
         logger.info("call %s: ended", self.id)
 
     async def leaving(self, reason: str) -> None:

@@ -278,6 +278,44 @@ async def test_a_batch_on_a_connection_the_server_dropped_is_sent_again_whole() 
     ]
 
 
+async def test_an_interim_answer_is_not_taken_for_the_final_one() -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        await server.read_request(reader)
+        writer.write(
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}"
+        )
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>\r\n\r\n" + OK)
+        while True:
+            await server.read_request(reader)
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server) as client:
+        first, second = await client.request_many(
+            [("GET", "/ari/a", b"", ""), ("GET", "/ari/b", b"", "")]
+        )
+        assert getattr(first, "status", first) == 404
+        assert getattr(second, "status", second) == 200
+        assert (await client.request("GET", "/ari/c")).status == 200  # nothing left over
+    assert server.connections == 1
+
+
+async def test_a_batch_has_the_time_of_its_requests_one_by_one() -> None:
+    """Asterisk runs a batch's requests one after the other: three that take 0.15 s each
+    fit in three request timeouts of 0.2 s, not in one."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            await asyncio.sleep(0.15)
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server, request_timeout=0.2) as client:
+        outcomes = await client.request_many([("GET", f"/ari/{n}", b"", "") for n in range(3)])
+        assert [getattr(o, "status", o) for o in outcomes] == [200, 200, 200]
+        assert await client.request_many([]) == []
+
+
 async def test_the_gateway_reports_an_unreachable_asterisk_as_unavailable() -> None:
     async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
         await server.read_request(reader)  # and hang up without an answer

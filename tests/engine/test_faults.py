@@ -202,10 +202,11 @@ async def test_asterisk_too_slow_while_setting_up_sends_the_caller_on(
 ) -> None:
     """A request that times out (Asterisk overloaded) at any step of the set-up must not strand
     the caller in Stasis: the callee is hung up, the caller goes on with CONGESTION, and the
-    call's bridge does not outlive it."""
+    call's bridge does not outlive it. (A step's requests go in one write, which has the time
+    of its requests one by one: up to four times 0.3 s here; the stall outlasts that.)"""
     driver = sim_only(service.driver)
     await impatient(service, request_timeout=0.3)
-    driver.sim.core.stalls["POST", stalled] = 0.5
+    driver.sim.core.stalls["POST", stalled] = 1.5
     alice = driver.add_phone("alice")
     bob = driver.add_phone("bob")
     await driver.call(alice, bob)
@@ -219,7 +220,7 @@ async def test_asterisk_too_slow_while_setting_up_sends_the_caller_on(
     await service.wait_no_calls()
     await bob.wait_idle(timeout=5)
     driver.sim.core.stalls.clear()
-    await asyncio.sleep(0.5)  # the stalled request completes in Asterisk meanwhile
+    await asyncio.sleep(1.5)  # the stalled request completes in Asterisk meanwhile
     await wait_until(lambda: not driver.sim.core.bridges, timeout=3)
 
 
@@ -299,7 +300,7 @@ async def test_an_originate_timed_out_is_hung_up_again_later(service: Service) -
     driver = sim_only(service.driver)
     await impatient(service, request_timeout=0.3)
     core = driver.sim.core
-    core.stalls["POST", "/ari/channels/mf-[^/]+"] = 0.5
+    core.stalls["POST", "/ari/channels/mf-[^/]+"] = 1.0  # over the originate + ring write's 0.6 s
     alice = driver.add_phone("alice")
     bob = driver.add_phone("bob")
     await driver.call(alice, bob)
