@@ -204,6 +204,7 @@ class RealBench:
         self.phases: list[Phase] = []
         self.profile = cProfile.Profile(time.process_time) if args.profile else None
         self.problems: list[str] = []
+        self.measured_again = 0  # pairs run again because the host was busy
         self.paths = [path for path in args.paths.split(",") if path]
         wanted = {name: name in args.codes.split(",") for name in ("none", "record")}
         self.codes = {False} if wanted["none"] else set()
@@ -403,7 +404,6 @@ class RealBench:
         }
 
     async def run(self) -> dict[str, Any]:
-        self.measured_again = 0
         print(
             f"bench --real: {self.args.calls} calls x {self.args.hold:.0f} s per phase, "
             f"Asterisk pid {self.asterisk_pid}, SIP {self.args.sip}",

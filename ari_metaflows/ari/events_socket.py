@@ -34,7 +34,9 @@ logger = logging.getLogger(__name__)
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455 §1.3
 _CONTINUATION, _TEXT, _BINARY, _CLOSE, _PING, _PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
-MAX_MESSAGE = 16 * 1024 * 1024  # an event this large is no event: the connection is dropped
+# An event this large is no event (Asterisk's are a few KiB): the connection is dropped rather
+# than the loop held up decoding it (~3 ms of json.loads for 256 KiB of snapshots).
+MAX_MESSAGE = 256 * 1024
 
 
 class WebSocketRefused(Exception):
@@ -79,6 +81,7 @@ class EventSocket(asyncio.Protocol):
         self._closed: asyncio.Future[None] = loop.create_future()
         self._fragments: list[bytes] = []
         self._fragmented = 0  # the opcode of the message being put together, 0: none
+        self._fragmented_size = 0  # its bytes so far (no sum over many tiny fragments)
         self._heard = True  # a frame arrived since the last heartbeat tick
         self._pinged = False
         self._heartbeat: asyncio.TimerHandle | None = None
@@ -218,9 +221,11 @@ class EventSocket(asyncio.Protocol):
                 self._message(opcode, payload)
             else:
                 self._fragmented, self._fragments = opcode, [payload]
+                self._fragmented_size = len(payload)
         elif opcode == _CONTINUATION and self._fragmented:
             self._fragments.append(payload)
-            if sum(map(len, self._fragments)) > MAX_MESSAGE:
+            self._fragmented_size += len(payload)
+            if self._fragmented_size > MAX_MESSAGE:
                 logger.error("ARI websocket: a message too large; dropping the connection")
                 if self.transport is not None:
                     self.transport.abort()

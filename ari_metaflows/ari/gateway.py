@@ -273,15 +273,13 @@ class AriGateway:
         for _ in requests:
             mark_ari_request()
         self.requests += len(requests)
+        answers: list[HttpAnswer | Exception]
         try:
             answers = await self._rest.request_many(
                 [(request.method, request.target, b"", "") for request in requests]
             )
-        except (TimeoutError, OSError) as exc:
-            labels = ", ".join(request.label for request in requests)
-            failed = AriUnavailable(f"{labels}: {type(exc).__name__}")
-            failed.__cause__ = exc
-            return [failed for _ in requests]
+        except (TimeoutError, OSError) as exc:  # the whole batch: each request met it
+            answers = [exc] * len(requests)
         return [
             self._outcome(request, answer)
             for request, answer in zip(requests, answers, strict=True)

@@ -97,7 +97,7 @@ class _Connection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         waiters = [loop.create_future() for _ in requests]
         self._waiters.extend(waiters)
-        self.transport.write(requests[0] if len(requests) == 1 else b"".join(requests))
+        self.transport.write(b"".join(requests))
         return waiters
 
     @property

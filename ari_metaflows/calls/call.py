@@ -510,10 +510,10 @@ class Call:
         if not leg.party:
             return
         other = self.legs.get(self.other(role))
+        hang_up = None
         if other is not None and not (other.gone or other.released):
-            await self._end(hang_up=other.channel_id)
-        else:
-            await self._end()
+            hang_up = other.channel_id
+        await self._end(hang_up=hang_up)
 
     async def _end(self, *, hang_up: str | None = None) -> None:
         """The call is over: the other party (``hang_up``) is hung up and the bridge destroyed,
@@ -529,9 +529,8 @@ class Call:
             requests = [gateway.hangup_request(hang_up)] if hang_up is not None else []
             if self.bridge_id is not None:
                 requests.append(gateway.destroy_bridge_request(self.bridge_id))
-            if requests:
-                for outcome in await gateway.in_order(*requests):
-                    self.note_refusal(outcome)
+            for outcome in await gateway.in_order(*requests):
+                self.note_refusal(outcome)
         for feature in self.engine.features.features:
             try:
                 await feature.on_call_end(self)

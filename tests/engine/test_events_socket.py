@@ -288,3 +288,29 @@ async def test_no_answer_to_the_upgrade_within_the_timeout() -> None:
         done.set()
         await asyncio.gather(*handlers)
         await server.wait_closed()
+
+
+@pytest.mark.parametrize("fragmented", [False, True])
+async def test_a_message_too_large_drops_the_connection_before_it_is_read(
+    caplog: pytest.LogCaptureFixture, fragmented: bool
+) -> None:
+    """Decoding it would hold the event loop up: a frame announcing more than MAX_MESSAGE is
+    refused from its header, a message of many small fragments once they add up to more."""
+    from ari_metaflows.ari.events_socket import MAX_MESSAGE
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if fragmented:
+            piece = b"x" * 100
+            writer.write(frame(0x1, piece, final=False))
+            writer.write(frame(0x0, piece, final=False) * (MAX_MESSAGE // 100 + 1))
+        else:
+            writer.write(bytes([0x81, 127]) + (MAX_MESSAGE + 1).to_bytes(8, "big"))
+        await reader.read()
+
+    received: list[dict[str, Any]] = []
+    caplog.set_level(logging.ERROR)
+    async with raw_server(script) as port:
+        socket = await connect(port, received)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    assert not received
+    assert ("too large" if fragmented else "a frame no server sends") in caplog.text
