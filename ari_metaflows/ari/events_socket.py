@@ -82,7 +82,7 @@ class EventSocket(asyncio.Protocol):
         self._fragments: list[bytes] = []
         self._fragmented = 0  # the opcode of the message being put together, 0: none
         self._fragmented_size = 0  # its bytes so far (no sum over many tiny fragments)
-        self._heard = True  # a frame arrived since the last heartbeat tick
+        self._heard = True  # bytes arrived since the last heartbeat tick
         self._pinged = False
         self._heartbeat: asyncio.TimerHandle | None = None
 
@@ -94,6 +94,7 @@ class EventSocket(asyncio.Protocol):
         transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
+        self._heard = True  # bytes arrive: alive, even in the middle of a long frame
         self._buffer += data
         if not self.opened.done() and not self._upgrade():
             return
@@ -215,7 +216,6 @@ class EventSocket(asyncio.Protocol):
         del buffer[:at]
 
     def _frame(self, final: bool, opcode: int, payload: bytes) -> None:
-        self._heard = True
         if opcode in (_TEXT, _BINARY):
             if final:
                 self._message(opcode, payload)
@@ -288,7 +288,11 @@ async def open_event_socket(
             await made[0].opened
     except BaseException:
         for socket in made:
-            socket.opened.cancel()  # nobody waits for it any more
+            if socket.opened.done():
+                if not socket.opened.cancelled():
+                    socket.opened.exception()  # taken: a refusal that lost to the timeout
+            else:
+                socket.opened.cancel()  # nobody waits for it any more
             if socket.transport is not None:
                 socket.transport.abort()
         raise

@@ -291,11 +291,14 @@ class KeepAliveClient:
         if task in self._deadlines:  # one request at a time per task; a nested one is exact
             async with asyncio.timeout(timeout):
                 return await self._send(data)
+        # Cancellations the task already had (a clean-up that absorbed one): ours is the
+        # one above them, as asyncio.timeout counts.
+        cancelling = task.cancelling()
         self._watch(task, timeout)
         try:
             return await self._send(data)
         except asyncio.CancelledError:
-            if task in self._expired and task.uncancel() == 0:
+            if task in self._expired and task.uncancel() <= cancelling:
                 raise TimeoutError(f"no answer from ARI within {timeout:g} s") from None
             raise
         finally:
@@ -313,7 +316,12 @@ class KeepAliveClient:
     async def _send(self, data: list[bytes]) -> list[HttpAnswer | Exception]:
         async with self._slots:  # waiting for a free connection counts against the deadline
             for attempt in range(2):
+                if self.closed:  # closed while this request waited for a slot
+                    raise ConnectionError("client closed")
                 connection, reused = await self._connection(fresh=attempt > 0)
+                if self.closed:  # closed while it connected
+                    self._discard(connection)
+                    raise ConnectionError("client closed")
                 waiters = connection.send(data, reused=reused)
                 outcomes: list[HttpAnswer | Exception] = []
                 try:
@@ -325,14 +333,12 @@ class KeepAliveClient:
                 except _StaleConnection:
                     self._discard(connection)
                     _forget(waiters)
-                    if self.closed:
-                        raise ConnectionError("client closed") from None
-                    continue
+                    continue  # on a fresh connection, unless the client closed meanwhile
                 except BaseException:
                     self._discard(connection)  # cancelled mid-answer
                     _forget(waiters)
                     raise
-                if connection.reusable:
+                if connection.reusable and not self.closed:
                     self._idle.append(connection)
                 else:
                     self._discard(connection)
@@ -385,8 +391,10 @@ class KeepAliveClient:
         self._all.discard(connection)
 
     async def close(self) -> None:
+        """New requests fail at once; those in flight end with their connection (or their
+        deadline: the sweep goes on while any is watched)."""
         self.closed = True
-        if self._sweeper is not None:
+        if self._sweeper is not None and not self._deadlines:
             self._sweeper.cancel()
             self._sweeper = None
         for connection in list(self._all):

@@ -12,7 +12,9 @@ import pytest
 
 from ari_metaflows.ari.gateway import AriError, AriGateway, AriTimeouts, AriUnavailable, Gone
 from ari_metaflows.ari.gateway import _HeaderAuthHttpClient as HeaderAuthHttpClient
-from ari_metaflows.ari.http import KeepAliveClient
+from ari_metaflows.ari.http import HttpAnswer, KeepAliveClient, _Connection
+
+from ..helpers.recording_transport import RecordingTransport
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter, int], Awaitable[None]]
 OK = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -457,3 +459,91 @@ async def test_a_cancelled_request_is_cancelled_not_timed_out_and_its_connection
         assert (await client.request("GET", "/ari/fast")).status == 200
         assert client._deadlines == {}
     assert server.connections == 2
+
+
+async def test_requests_caught_by_close_fail_at_once_and_leave_no_connection_open() -> None:
+    """A websocket loss closes the gateway while call tasks still use it: a request in flight
+    ends with its connection, one waiting for a pool slot fails as soon as it gets one, and
+    nothing goes back to the closed client's pool."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        while True:
+            await server.read_request(reader)
+            await asyncio.sleep(0.3)  # a slow Asterisk
+            writer.write(OK)
+
+    async with Server(handler) as server, client_for(server, limit=1) as client:
+        in_flight = asyncio.create_task(client.request("GET", "/ari/first"))
+        waiting = asyncio.create_task(client.request("GET", "/ari/second"))
+        await asyncio.sleep(0.1)
+        await client.close()
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(in_flight, 1)
+        with pytest.raises(ConnectionError, match="client closed"):
+            await asyncio.wait_for(waiting, 0.2)  # not after the slow answer, not never
+        assert not client._all
+        assert not client._idle
+        with pytest.raises(ConnectionError, match="client closed"):
+            await client.request("GET", "/ari/third")
+    assert len(server.requests) == 1  # the second never went out
+
+
+async def test_a_timeout_in_a_clean_up_that_absorbed_a_cancellation_is_a_timeout() -> None:
+    """Clean-up code that caught a CancelledError (the task's count is 1) and goes on with
+    ARI requests must see an unanswered one as a timeout, as asyncio.timeout would say."""
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, _: int) -> None:
+        await server.read_request(reader)
+        await asyncio.sleep(10)
+
+    async def clean_up(client: KeepAliveClient) -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            assert task.cancelling() == 1
+            try:
+                await client.request("DELETE", "/ari/bridges/b1")
+            except TimeoutError:
+                return "timed out"
+        return "not cancelled"
+
+    async with Server(handler) as server, client_for(server, request_timeout=0.2) as client:
+        task = asyncio.create_task(clean_up(client))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        assert await asyncio.wait_for(task, 3) == "timed out"
+
+
+async def test_answers_parse_alike_however_the_bytes_are_split() -> None:
+    """TCP may cut a stream anywhere: every cut of a pipelined stream (an interim answer, a
+    sized body, a 204, a chunked body with an extension and a trailer, an error), and one
+    byte at a time, gives the same answers."""
+
+    stream = (
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+        b"HTTP/1.1 204 No Content\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"3;ext=1\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n"
+        b"HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\nno"
+    )
+    expected = [
+        HttpAnswer(200, "OK", b"hello"),
+        HttpAnswer(204, "No Content", b""),
+        HttpAnswer(200, "OK", b"abcde"),
+        HttpAnswer(404, "Not Found", b"no"),
+    ]
+    splits = [[cut, len(stream)] for cut in range(1, len(stream))]
+    splits.append(list(range(1, len(stream) + 1)))
+    for cuts in splits:
+        connection = _Connection()
+        connection.connection_made(RecordingTransport())
+        waiters = connection.send([b"GET / HTTP/1.1\r\n\r\n"] * 4, reused=False)
+        start = 0
+        for cut in cuts:
+            connection.data_received(stream[start:cut])
+            start = cut
+        assert [w.result() for w in waiters] == expected, cuts[:2]
+        assert connection.reusable

@@ -20,6 +20,8 @@ from ari_metaflows.ari.events_socket import (
     open_event_socket,
 )
 
+from ..helpers.recording_transport import RecordingTransport
+
 WsHandler = Callable[[web.WebSocketResponse], Awaitable[None]]
 
 
@@ -314,3 +316,68 @@ async def test_a_message_too_large_drops_the_connection_before_it_is_read(
         await asyncio.wait_for(socket.wait_closed(), 5)
     assert not received
     assert ("too large" if fragmented else "a frame no server sends") in caplog.text
+
+
+async def test_a_long_frame_that_trickles_in_keeps_the_connection_alive() -> None:
+    """Bytes arriving are a live peer, even before the frame they belong to is whole: no ping
+    and no drop while a large event takes several heartbeats to arrive."""
+    payload = json.dumps({"type": "Slow", "pad": "z" * 2_000}).encode()
+    message = bytes([0x81, 126]) + len(payload).to_bytes(2, "big") + payload
+    pings: list[int] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for at in range(0, len(message), 200):
+            writer.write(message[at : at + 200])
+            await asyncio.sleep(0.05)  # ~0.5 s for the frame: five heartbeats
+        writer.write(frame(0x8, b"\x03\xe8"))
+        opcode, _ = await read_frame(reader)
+        pings.append(opcode)
+
+    received: list[dict[str, Any]] = []
+    async with raw_server(script) as port:
+        socket = await connect(port, received, heartbeat=0.1)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    assert [e["type"] for e in received] == ["Slow"]
+    assert pings == [0x8]  # the answer to the close, no ping before it
+
+
+async def test_event_frames_parse_alike_however_the_bytes_are_split() -> None:
+    """Every cut of a stream of frames (7-, 16- and 64-bit lengths, a ping, a fragmented
+    message with a ping between its fragments), and one byte at a time, gives the same events
+    and the same pongs."""
+    small = json.dumps({"type": "Small"}).encode()
+    mid = json.dumps({"type": "Mid", "pad": "m" * 300}).encode()
+    stream = (
+        bytes([0x81, len(small)])
+        + small
+        + bytes([0x81, 126])
+        + len(mid).to_bytes(2, "big")
+        + mid
+        + bytes([0x89, 2])
+        + b"hi"
+        + bytes([0x01, 4])
+        + small[:4]
+        + bytes([0x89, 0])
+        + bytes([0x80, len(small) - 4])
+        + small[4:]
+        + bytes([0x81, 127])
+        + len(small).to_bytes(8, "big")
+        + small
+    )
+    splits = [[cut, len(stream)] for cut in range(1, len(stream))]
+    splits.append(list(range(1, len(stream) + 1)))
+    loop = asyncio.get_running_loop()
+    for cuts in splits:
+        received: list[dict[str, Any]] = []
+        socket = EventSocket(received.append, b"", "key")
+        transport = RecordingTransport()
+        socket.transport = transport
+        socket.opened.set_result(None)
+        start = 0
+        for cut in cuts:
+            socket.data_received(stream[start:cut])
+            start = cut
+        assert [e["type"] for e in received] == ["Small", "Mid", "Small", "Small"], cuts[:2]
+        assert len(transport.written) == 2  # a pong for each ping
+        assert not transport.closing
+    assert loop.is_running()
