@@ -123,7 +123,8 @@ def _flag(value: bool) -> str:
 @dataclass(frozen=True, slots=True)
 class AriRequest:
     """One ARI request, ready to go: built by the gateway's ``*_request`` methods, sent alone
-    by the typed method of the same name or with others by ``AriGateway.in_order``."""
+    by the typed method of the same name (where one exists) or with others by
+    ``AriGateway.in_order``."""
 
     label: str  # resource.operation, for errors
     method: str
@@ -270,8 +271,7 @@ class AriGateway:
         the request's handling)."""
         if not requests:
             return []
-        for _ in requests:
-            mark_ari_request()
+        mark_ari_request()  # the first request after a code's match is what it times
         self.requests += len(requests)
         answers: list[HttpAnswer | Exception]
         try:
@@ -392,24 +392,6 @@ class AriGateway:
             timeout=timeout,
         )
 
-    async def originate(
-        self,
-        endpoint: str,
-        *,
-        app_args: str,
-        channel_id: str,
-        originator: str | None = None,
-        timeout: int | None = None,
-    ) -> dict[str, Any]:
-        request = self.originate_request(
-            endpoint,
-            app_args=app_args,
-            channel_id=channel_id,
-            originator=originator,
-            timeout=timeout,
-        )
-        return self._json(await self._send(request))
-
     async def dial(
         self, channel_id: str, *, caller: str | None = None, timeout: int | None = None
     ) -> None:
@@ -423,9 +405,6 @@ class AriGateway:
 
     def ring_request(self, channel_id: str) -> AriRequest:
         return self._prepare("channels", "ring", channelId=channel_id)
-
-    async def ring(self, channel_id: str) -> None:
-        await self._send(self.ring_request(channel_id))
 
     def hangup_request(self, channel_id: str, reason: str = "normal") -> AriRequest:
         """Hang up; a channel that is already gone is fine."""
@@ -500,14 +479,14 @@ class AriGateway:
             "channels", "sendDTMF", channelId=channel_id, dtmf=digits, duration=duration_ms
         )
 
-    def snoop_request(
+    async def snoop(
         self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
-    ) -> AriRequest:
+    ) -> None:
         """A snoop channel on ``channel_id`` that enters our app (StasisStart with ``app_args``)
         hearing what the channel says (``in``), hears (``out``) or both: an audiohook on the
         channel, as MixMonitor uses, so the channel's bridge gets no extra member. Its snapshot
         arrives with its StasisStart."""
-        return self._prepare(
+        await self._call(
             "channels",
             "snoopChannelWithId",
             parse=False,
@@ -518,16 +497,11 @@ class AriGateway:
             appArgs=app_args,
         )
 
-    async def snoop(
-        self, channel_id: str, snoop_id: str, *, app_args: str, spy: str = "both"
-    ) -> None:
-        await self._send(self.snoop_request(channel_id, snoop_id, app_args=app_args, spy=spy))
-
-    def record_channel_request(
+    async def record_channel(
         self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
-    ) -> AriRequest:
+    ) -> None:
         """Record what a channel (here: a snoop channel) carries; an existing name fails."""
-        return self._prepare(
+        await self._call(
             "channels",
             "record",
             parse=False,
@@ -537,13 +511,6 @@ class AriGateway:
             maxDurationSeconds=max_duration,
             ifExists="fail",
             beep=_flag(False),
-        )
-
-    async def record_channel(
-        self, channel_id: str, name: str, fmt: str, *, max_duration: int | None = None
-    ) -> None:
-        await self._send(
-            self.record_channel_request(channel_id, name, fmt, max_duration=max_duration)
         )
 
     async def start_moh(self, channel_id: str, moh_class: str | None = None) -> None:

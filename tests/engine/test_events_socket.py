@@ -150,6 +150,17 @@ async def raw_server(script: RawScript, *, accept: str | None = None) -> AsyncIt
         await server.wait_closed()
 
 
+async def read_until_closed(
+    script: RawScript, heartbeat: float | None = None
+) -> list[dict[str, Any]]:
+    """What a scripted server's connection delivered, once it is over."""
+    received: list[dict[str, Any]] = []
+    async with raw_server(script) as port:
+        socket = await connect(port, received, heartbeat=heartbeat)
+        await asyncio.wait_for(socket.wait_closed(), 5)
+    return received
+
+
 async def test_a_fragmented_message_is_joined_and_pings_are_answered() -> None:
     pongs: list[bytes] = []
 
@@ -165,10 +176,7 @@ async def test_a_fragmented_message_is_joined_and_pings_are_answered() -> None:
         assert (opcode, payload) == (0x8, b"\x03\xe8")  # answered
         await reader.read()
 
-    received: list[dict[str, Any]] = []
-    async with raw_server(script) as port:
-        socket = await connect(port, received)
-        await asyncio.wait_for(socket.wait_closed(), 5)
+    received = await read_until_closed(script)
     assert received == [{"type": "Frag", "n": 2}]
     assert pongs == [b"hi"]
 
@@ -200,10 +208,7 @@ async def test_a_connection_that_talks_is_not_pinged() -> None:
         opcode, _ = await read_frame(reader)  # the answer to the close, no ping before it
         assert opcode == 0x8
 
-    received: list[dict[str, Any]] = []
-    async with raw_server(script) as port:
-        socket = await connect(port, received, heartbeat=0.1)
-        await asyncio.wait_for(socket.wait_closed(), 5)
+    received = await read_until_closed(script, heartbeat=0.1)
     assert [e["n"] for e in received] == list(range(8))
 
 
@@ -252,11 +257,8 @@ async def test_a_masked_frame_from_the_server_drops_the_connection(
         writer.write(bytes([0x81, 0x80 | 2]) + b"\x00\x00\x00\x00{}")
         await reader.read()
 
-    received: list[dict[str, Any]] = []
     caplog.set_level(logging.ERROR)
-    async with raw_server(script) as port:
-        socket = await connect(port, received)
-        await asyncio.wait_for(socket.wait_closed(), 5)
+    received = await read_until_closed(script)
     assert not received
     assert "a frame no server sends" in caplog.text
 
@@ -309,11 +311,8 @@ async def test_a_message_too_large_drops_the_connection_before_it_is_read(
             writer.write(bytes([0x81, 127]) + (MAX_MESSAGE + 1).to_bytes(8, "big"))
         await reader.read()
 
-    received: list[dict[str, Any]] = []
     caplog.set_level(logging.ERROR)
-    async with raw_server(script) as port:
-        socket = await connect(port, received)
-        await asyncio.wait_for(socket.wait_closed(), 5)
+    received = await read_until_closed(script)
     assert not received
     assert ("too large" if fragmented else "a frame no server sends") in caplog.text
 
@@ -333,10 +332,7 @@ async def test_a_long_frame_that_trickles_in_keeps_the_connection_alive() -> Non
         opcode, _ = await read_frame(reader)
         pings.append(opcode)
 
-    received: list[dict[str, Any]] = []
-    async with raw_server(script) as port:
-        socket = await connect(port, received, heartbeat=0.1)
-        await asyncio.wait_for(socket.wait_closed(), 5)
+    received = await read_until_closed(script, heartbeat=0.1)
     assert [e["type"] for e in received] == ["Slow"]
     assert pings == [0x8]  # the answer to the close, no ping before it
 

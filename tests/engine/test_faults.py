@@ -286,7 +286,10 @@ async def test_an_originate_given_up_on_but_carried_out_rings_nobody(service: Se
     driver.sim.core.add_phone("bob", on_call="answer", answer_after=0.2, ring_first=False)
     gateway = service.engine.gateway_or_raise()
     service.engine.hangup_when_seen("mf-late")
-    await gateway.originate("PJSIP/bob", app_args="callee,ended", channel_id="mf-late")
+    (originated,) = await gateway.in_order(
+        gateway.originate_request("PJSIP/bob", app_args="callee,ended", channel_id="mf-late")
+    )
+    assert not isinstance(originated, Exception)
     core = driver.sim.core
     # Long before the later hangup (2 x the 5 s request timeout): at that first event.
     await core.wait_for(lambda: not core.channels, timeout=1)
